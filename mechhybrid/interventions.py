@@ -1,0 +1,181 @@
+"""Interventions are data: small frozen dataclasses that one engine (`mechhybrid.engine`) applies in one trace.
+
+Axis names used in shape comments throughout mechhybrid: `batch`, `seq`, `layer`, `head`, `head_dim`,
+`d_model`, `d_state`, `vocab`, `set` (one alternative intervention set in `logits_many`).
+
+Positions are token indices into the sequence (None = every position). Every intervention takes a `phase`:
+`all`, `prefill` (while the prompt is read) or `decode` (while tokens are generated). A plain forward
+(`logits`, `run`, `logits_many`) is a prefill: interventions with `phase="decode"` do not apply there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence, Union
+
+import torch
+
+from mechhybrid.components import Component
+from mechhybrid.errors import MechHybridError
+
+METHODS = ("zero", "mean", "resample", "skip")
+PHASES = ("all", "prefill", "decode")
+
+Positions = Union[Sequence[int], None]
+
+
+def _as_components(value, name: str) -> tuple[Component, ...]:
+    items = (value,) if isinstance(value, Component) else tuple(value)
+    if not all(isinstance(c, Component) for c in items):
+        raise MechHybridError(f"{name}: components must be Component objects from hm.components")
+    return items
+
+
+def _as_positions(value) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, int):
+        return (value,)
+    if isinstance(value, torch.Tensor):
+        value = value.flatten().tolist()
+    return tuple(int(p) for p in value)
+
+
+def _check_phase(phase: str) -> None:
+    if phase not in PHASES:
+        raise MechHybridError(f"unknown phase {phase!r}; choose one of {', '.join(PHASES)}")
+
+
+class _Base:
+    """Shared normalisation: components to a tuple, positions to a tuple of ints, phase checked."""
+
+    def _normalise(self, components_field: str | None = "components", allow_empty: bool = True) -> None:
+        if components_field is not None:
+            items = _as_components(getattr(self, components_field), type(self).__name__)
+            if not items and not allow_empty:
+                raise MechHybridError(f"{type(self).__name__}: empty component selection")
+            object.__setattr__(self, components_field, items)
+        if hasattr(self, "positions"):
+            object.__setattr__(self, "positions", _as_positions(self.positions))
+        _check_phase(self.phase)
+
+
+@dataclass(frozen=True, eq=False)
+class Ablate(_Base):
+    """Remove components, with named semantics.
+
+    - `zero`: the component's output becomes 0.
+    - `mean`: its mean output over `reference_ids` (over batch and positions, or per position with
+      `per_position=True`).
+    - `resample`: its output on `source_ids` (same shape as the input), position by position.
+    - `skip`: the whole decoder layer that holds the component becomes the identity (output hidden state = input
+      hidden state). In a parallel block (falcon_h1) that removes both mixers *and* the MLP; in a sequential
+      block, the mixer and its MLP. Study A used `skip` for Qwen3.5 and `zero` for Falcon-H1: mechhybrid offers
+      both for every family and every result names the one it used.
+    An empty selection is allowed and changes nothing.
+    """
+
+    components: Sequence[Component]
+    method: str = "zero"
+    positions: Positions = None
+    reference_ids: torch.Tensor | None = None
+    per_position: bool = False
+    source_ids: torch.Tensor | None = None
+    phase: str = "all"
+
+    def __post_init__(self):
+        self._normalise()
+        if self.method not in METHODS:
+            raise MechHybridError(f"unknown ablation method {self.method!r}; choose one of {', '.join(METHODS)}")
+        if self.method == "mean" and self.reference_ids is None:
+            raise MechHybridError("Ablate(method='mean') needs reference_ids (the batch to average over)")
+        if self.method == "resample" and self.source_ids is None:
+            raise MechHybridError("Ablate(method='resample') needs source_ids (the input to take outputs from)")
+        if self.per_position and self.method != "mean":
+            raise MechHybridError("per_position=True only applies to method='mean'")
+
+
+@dataclass(frozen=True, eq=False)
+class AblateHeads(_Base):
+    """Zero chosen heads at the input of the component's output projection.
+
+    `heads` is a list of head indices, or a boolean mask `[batch, seq, head]` (True = ablate) so that the choice
+    can differ per query token (Study B keeps the k lowest-entropy heads per token).
+    """
+
+    component: Component
+    heads: Sequence[int] | torch.Tensor
+    positions: Positions = None
+    phase: str = "all"
+
+    def __post_init__(self):
+        _as_components(self.component, "AblateHeads")
+        self._normalise(components_field=None)
+
+
+@dataclass(frozen=True, eq=False)
+class KeepHeads(_Base):
+    """Zero every head except the chosen ones (a list, or a boolean mask `[batch, seq, head]`, True = keep)."""
+
+    component: Component
+    heads: Sequence[int] | torch.Tensor
+    positions: Positions = None
+    phase: str = "all"
+
+    def __post_init__(self):
+        _as_components(self.component, "KeepHeads")
+        self._normalise(components_field=None)
+
+
+@dataclass(frozen=True, eq=False)
+class Patch(_Base):
+    """Activation patching: the components' outputs at `positions` taken from a run on `source_ids`.
+
+    With `heads`, only those heads' contributions are patched (at the input of the output projection).
+    """
+
+    components: Sequence[Component]
+    source_ids: torch.Tensor
+    positions: Positions = None
+    heads: Sequence[int] | None = None
+    phase: str = "all"
+
+    def __post_init__(self):
+        self._normalise()
+        if self.heads is not None:
+            object.__setattr__(self, "heads", tuple(int(h) for h in self.heads))
+
+
+@dataclass(frozen=True, eq=False)
+class Capture(_Base):
+    """Record the components' outputs (or, with `per_head=True`, each head's contribution `[batch, seq, head,
+    d_model]`, which sums, plus the projection's bias, to the output) in the same pass that intervenes."""
+
+    components: Sequence[Component]
+    positions: Positions = None
+    per_head: bool = False
+    phase: str = "all"
+
+    def __post_init__(self):
+        self._normalise()
+
+
+@dataclass(frozen=True, eq=False)
+class Steer(_Base):
+    """Add `scale * vector` (`[d_model]`) to a component's output at `positions`."""
+
+    component: Component
+    vector: torch.Tensor
+    positions: Positions = None
+    scale: float = 1.0
+    phase: str = "all"
+
+    def __post_init__(self):
+        _as_components(self.component, "Steer")
+        self._normalise(components_field=None)
+        if self.vector.ndim != 1:
+            raise MechHybridError(f"Steer vector must be 1-D [d_model], got shape {tuple(self.vector.shape)}")
+
+
+Intervention = Union[Ablate, AblateHeads, KeepHeads, Patch, Capture, Steer]
+StateFn = Callable[[torch.Tensor], torch.Tensor]

@@ -1,0 +1,143 @@
+"""Model recipes of the zoo: one training recipe for all models, one tiny config per family.
+
+Sizes follow the feasibility run in issue 5 (hidden 128, 4 layers, Mamba-2 6 layers,
+256-token vocabulary, tied embeddings, about 0.6-0.85M parameters), so that every
+model trains in well under an hour of one CPU core and analyses run in seconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from mechhybrid.errors import MechHybridError
+
+__all__ = ["Recipe", "ZooSpec", "RECIPE", "ZOO_SPECS", "zoo_spec", "build_config", "build_model"]
+
+VOCAB_SIZE = 256
+HIDDEN = 128
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The one training recipe shared by every zoo model (issue 5: same data, budget, optimiser)."""
+
+    steps: int = 3000
+    """Optimiser steps; 3,000 x 2,048 tokens is past the ~2,000-2,400 step retrieval jump of the feasibility run."""
+    batch_size: int = 8
+    """Rows per step."""
+    seq_len: int = 256
+    """Tokens per row: the training context length (longest document)."""
+    lr: float = 3e-3
+    """Constant learning rate: a cosine schedule had already decayed when retrieval began (issue 5)."""
+    weight_decay: float = 0.01
+    """AdamW weight decay."""
+    betas: tuple[float, float] = (0.9, 0.98)
+    """AdamW betas."""
+    grad_clip: float = 1.0
+    """Global gradient-norm clip."""
+    answer_weight: float = 4.0
+    """Loss weight on answer tokens of needle/recall documents (up-weighted, issue 5)."""
+    mix: tuple[tuple[str, float], ...] = (("text", 0.3), ("needle", 0.3), ("recall", 0.2), ("copy", 0.2))
+    """Probability of each document kind in the training stream."""
+    seed: int = 0
+    """Seed of initialisation and data order."""
+    checkpoint_every: int = 250
+    """Steps between resumable checkpoints."""
+    eval_every: int = 250
+    """Steps between logged needle-accuracy probes (retrieval, not only loss, is watched)."""
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.batch_size * self.seq_len
+
+
+RECIPE = Recipe()
+
+
+@dataclass(frozen=True)
+class ZooSpec:
+    """One zoo model: which family, which topology, and the config overrides that make it tiny."""
+
+    name: str
+    """Zoo name, used as `zoo:NAME`."""
+    model_type: str
+    """transformers model_type given to AutoConfig.for_model."""
+    family: str
+    """Family-table key (matches mechhybrid's family table)."""
+    topology: str
+    """'sequential', 'parallel' or 'pure' (a control)."""
+    description: str
+    """One line for `zoo list`."""
+    config: dict = field(default_factory=dict)
+    """Keyword overrides for the config (sizes, layer pattern)."""
+
+
+_COMMON = dict(vocab_size=VOCAB_SIZE, hidden_size=HIDDEN, tie_word_embeddings=True,
+               pad_token_id=0, bos_token_id=1, eos_token_id=2)
+
+ZOO_SPECS: tuple[ZooSpec, ...] = (
+    ZooSpec("hybrid-gdn", "qwen3_5_text", "qwen3_5", "sequential",
+            "Gated DeltaNet + attention, 3:1 (Qwen3.5-style)",
+            dict(num_hidden_layers=4, intermediate_size=384, num_attention_heads=4, num_key_value_heads=2,
+                 head_dim=32, linear_num_key_heads=4, linear_num_value_heads=4, linear_key_head_dim=32,
+                 linear_value_head_dim=32, linear_conv_kernel_dim=4, max_position_embeddings=2048,
+                 layer_types=["linear_attention"] * 3 + ["full_attention"])),
+    ZooSpec("hybrid-parallel", "falcon_h1", "falcon_h1", "parallel",
+            "Mamba-2 and attention side by side in every block (Falcon-H1-style)",
+            dict(num_hidden_layers=4, intermediate_size=320, num_attention_heads=4, num_key_value_heads=2,
+                 head_dim=32, mamba_d_ssm=256, mamba_n_heads=8, mamba_d_head=32, mamba_n_groups=1,
+                 mamba_d_state=16, mamba_d_conv=4, mamba_expand=2, mamba_chunk_size=64,
+                 max_position_embeddings=2048)),
+    ZooSpec("hybrid-jamba", "jamba", "jamba", "sequential",
+            "Mamba-1 + attention (1 in 4) + MoE (Jamba-style)",
+            dict(num_hidden_layers=4, intermediate_size=192, num_attention_heads=4, num_key_value_heads=2,
+                 attn_layer_period=4, attn_layer_offset=2, expert_layer_period=2, expert_layer_offset=1,
+                 num_experts=4, num_experts_per_tok=2, mamba_d_state=16, mamba_d_conv=4, mamba_expand=2,
+                 use_mamba_kernels=False, max_position_embeddings=2048)),
+    ZooSpec("hybrid-griffin", "recurrent_gemma", "recurrent_gemma", "sequential",
+            "RG-LRU + local attention, 2:1 (RecurrentGemma-style, window 128)",
+            dict(num_hidden_layers=4, intermediate_size=768, num_attention_heads=4, num_key_value_heads=2,
+                 lru_width=128, attention_window_size=128, conv1d_width=4,
+                 block_types=["recurrent", "recurrent", "attention"])),
+    ZooSpec("transformer", "qwen2", "qwen2", "pure",
+            "Transformer control (Qwen2-style)",
+            dict(num_hidden_layers=4, intermediate_size=384, num_attention_heads=4, num_key_value_heads=2,
+                 max_position_embeddings=2048)),
+    ZooSpec("ssm-mamba2", "mamba2", "mamba2", "pure",
+            "Pure state-space control (Mamba-2, 6 layers)",
+            dict(num_hidden_layers=6, num_heads=8, head_dim=32, expand=2, state_size=16, n_groups=1,
+                 conv_kernel=4, chunk_size=64)),
+)
+
+
+def zoo_spec(name: str) -> ZooSpec:
+    """The spec of zoo model `name`; MechHybridError listing the known names otherwise."""
+    for spec in ZOO_SPECS:
+        if spec.name == name:
+            return spec
+    known = ", ".join(s.name for s in ZOO_SPECS)
+    raise MechHybridError(f"unknown zoo recipe {name!r}; known: {known}")
+
+
+def build_config(spec: ZooSpec):
+    """A transformers config for `spec` (AutoConfig.for_model, as a hub checkpoint would carry)."""
+    from transformers import AutoConfig
+
+    kwargs = dict(_COMMON)
+    kwargs.update(spec.config)
+    return AutoConfig.for_model(spec.model_type, **kwargs)
+
+
+def build_model(spec: ZooSpec, seed: int):
+    """A freshly initialised float32 model for `spec`, seeded so that init is reproducible."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    return AutoModelForCausalLM.from_config(build_config(spec), dtype=torch.float32)
+
+
+def recipe_dict(recipe: Recipe = RECIPE) -> dict:
+    """The recipe as plain JSON (for the model card)."""
+    return dataclasses.asdict(recipe)
