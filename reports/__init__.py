@@ -1,0 +1,18 @@
+"""Static, offline HTML reports of mechhybrid results: Result JSON -> altair charts -> pages.
+
+Reads only the results directory (docs/results-schema.md); never imports torch or loads a model, so a report
+can be rebuilt anywhere from the JSON alone.
+"""
+
+from reports.charts import chart_for_result
+from reports.cli import add_report_command, cmd_report
+from reports.load import load_results
+from reports.render import UnreadableResultsError, render
+
+__all__ = ["render", "chart_for", "chart_for_result", "load_results", "add_report_command", "cmd_report",
+           "UnreadableResultsError"]
+
+
+def chart_for(result, palette=None):
+    """The altair chart of one Result (a dict, or an analyses Result with `to_dict()`), for notebooks."""
+    return chart_for_result(result, palette=palette)

@@ -1,0 +1,45 @@
+"""`mechhybrid report DIR [--screenshot]`: the handler the CLI wires in (mechhybrid/cli.py owns `main`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from mechhybrid.errors import MechHybridError
+
+__all__ = ["add_report_command", "cmd_report"]
+
+
+def add_report_command(subparsers) -> argparse.ArgumentParser:
+    """Register `report` on an argparse subparsers object; the parser's `func` is `cmd_report`."""
+    parser = subparsers.add_parser(
+        "report", help="render the static HTML report of a results directory",
+        description="Render DIR/index.html, DIR/models/<model>.html and DIR/compare.html from the result JSON "
+                    "files under DIR/results (no model is loaded). Offline: the pages need no network.")
+    parser.add_argument("dir", type=Path, help="the study's output directory (the one holding results/)")
+    parser.add_argument("--screenshot", action="store_true",
+                        help="also write a PNG of each page with headless Chromium")
+    parser.set_defaults(func=cmd_report)
+    return parser
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Render; print the pages written. Exit 2, with one line per problem on stderr, when a result file could
+    not be read (the other results are still rendered) or there is nothing to render."""
+    from reports.render import UnreadableResultsError, render
+
+    try:
+        pages = render(args.dir, screenshot=args.screenshot)
+    except UnreadableResultsError as error:
+        for line in error.problems:
+            print(f"mechhybrid report: {line}", file=sys.stderr)
+        for page in error.pages:
+            print(page)
+        return 2
+    except MechHybridError as error:
+        print(f"mechhybrid report: {error}", file=sys.stderr)
+        return 2
+    for page in pages:
+        print(page)
+    return 0

@@ -1,0 +1,65 @@
+"""Model roles (hybrid or control) and one colour per model family, the same on every page of a report.
+
+Colours are Okabe & Ito's colour-blind-safe set ("Color Universal Design", 2008), yellow and black last
+because they read worst as thin marks on white. Families are ranked hybrids first, then the controls, so
+that a report's first family always gets the strongest colour; with more than eight families colours
+repeat (no colour-blind-safe qualitative palette has more), and the legend still names each family.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+__all__ = [
+    "OKABE_ITO", "TRANSFORMER_FAMILIES", "SSM_FAMILIES", "ROLE_LABELS", "ROLE_ORDER",
+    "role_of", "family_palette", "Palette",
+]
+
+OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#0072B2", "#D55E00", "#CC79A7", "#F0E442", "#000000")
+
+# The controls named by the family table in DESIGN.md: Transformers, and Mamba-2 as the pure-SSM control.
+TRANSFORMER_FAMILIES = frozenset({"qwen2", "llama", "gpt2"})
+SSM_FAMILIES = frozenset({"mamba2"})
+_MIXER_KINDS_SSM = frozenset({"ssm", "linear_attention", "recurrent", "conv"})
+
+ROLE_ORDER = ("hybrid", "transformer", "ssm")
+ROLE_LABELS = {"hybrid": "hybrid", "transformer": "Transformer control", "ssm": "pure-SSM control"}
+
+# Known families in the order they claim colours (DESIGN.md's family table); unknown families follow, sorted.
+_FAMILY_RANK = (
+    "qwen3_5", "qwen3_next", "falcon_h1", "jamba", "recurrent_gemma", "zamba2", "nemotron_h", "bamba",
+    "granitemoehybrid", "lfm2", "qwen2", "llama", "gpt2", "mamba2",
+)
+
+Palette = dict  # family -> hex colour; a plain dict so that altair scales take its keys and values directly
+
+
+def role_of(model: dict) -> str:
+    """'transformer', 'ssm' or 'hybrid': by family first, else by the mixer kinds of its components."""
+    family = model.get("family")
+    if family in TRANSFORMER_FAMILIES:
+        return "transformer"
+    if family in SSM_FAMILIES:
+        return "ssm"
+    components = model.get("components") or []
+    mixers = {c.get("kind") for c in components if isinstance(c, dict)} - {"mlp"}
+    if mixers == {"attention"}:
+        return "transformer"
+    if mixers and mixers <= _MIXER_KINDS_SSM:
+        return "ssm"
+    return "hybrid"
+
+
+def _rank(family: str, role: str) -> tuple:
+    known = _FAMILY_RANK.index(family) if family in _FAMILY_RANK else len(_FAMILY_RANK)
+    return (ROLE_ORDER.index(role), known, family)
+
+
+def family_palette(models: Iterable[dict]) -> Palette:
+    """Colour for every family among `models` (model header dicts), deterministic for a given set."""
+    roles: dict[str, str] = {}
+    for model in models:
+        family = str(model.get("family"))
+        roles.setdefault(family, role_of(model))
+    ordered = sorted(roles, key=lambda family: _rank(family, roles[family]))
+    return {family: OKABE_ITO[i % len(OKABE_ITO)] for i, family in enumerate(ordered)}

@@ -1,0 +1,55 @@
+"""`render(out_dir)`: results directory in, static offline report out (docs/results-schema.md, issue 7)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mechhybrid.errors import MechHybridError
+from reports.index_page import index_page
+from reports.load import load_results
+from reports.pages import compare_page, model_page
+from reports.palette import family_palette
+
+__all__ = ["render", "UnreadableResultsError"]
+
+
+class UnreadableResultsError(MechHybridError):
+    """Some result files could not be read; the report was rendered from the others (see `pages`)."""
+
+    def __init__(self, problems: list[str], pages: list[Path]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+        """One line per unreadable file, naming it."""
+        self.pages = pages
+        """The pages written from the readable results."""
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Bytes, not text mode: the same results must give the same bytes on every platform (no newline mapping).
+    path.write_bytes(text.encode("utf-8"))
+    return path
+
+
+def render(out_dir, screenshot: bool = False) -> list[Path]:
+    """Write OUT/index.html, OUT/models/<slug>.html and OUT/compare.html from OUT/results/*/*.json.
+
+    Returns the pages written (and their PNGs with `screenshot`). Raises UnreadableResultsError, after
+    rendering everything readable, when a results file is corrupt or truncated; MechHybridError when there
+    is nothing to render at all."""
+    out_dir = Path(out_dir)
+    loaded = load_results(out_dir)
+    if not loaded.models and not loaded.problems:
+        raise MechHybridError(f"{out_dir / 'results'}: no results to report (expected results/<model>/<analysis>.json)")
+    palette = family_palette(m.model for m in loaded.models)
+    pages = [_write(out_dir / "index.html", index_page(loaded, palette))]
+    for entry in loaded.models:
+        pages.append(_write(out_dir / "models" / f"{entry.slug}.html", model_page(entry, palette)))
+    pages.append(_write(out_dir / "compare.html", compare_page(loaded, palette)))
+    if screenshot:
+        from reports.screenshot import screenshot_pages
+
+        pages += screenshot_pages(pages)
+    if loaded.problems:
+        raise UnreadableResultsError(loaded.problems, pages)
+    return pages
