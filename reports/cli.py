@@ -6,13 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from mechhybrid.errors import MechHybridError
+from reports._errors import MechHybridError
 
 __all__ = ["add_report_command", "cmd_report"]
 
 
 def add_report_command(subparsers) -> argparse.ArgumentParser:
-    """Register `report` on an argparse subparsers object; the parser's `func` is `cmd_report`."""
+    """Register `report` on an argparse subparsers object; its handler is `cmd_report`."""
     parser = subparsers.add_parser(
         "report", help="render the static HTML report of a results directory",
         description="Render DIR/index.html, DIR/models/<model>.html and DIR/compare.html from the result JSON "
@@ -20,7 +20,8 @@ def add_report_command(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("dir", type=Path, help="the study's output directory (the one holding results/)")
     parser.add_argument("--screenshot", action="store_true",
                         help="also write a PNG of each page with headless Chromium")
-    parser.set_defaults(func=cmd_report)
+    # `handler` is what mechhybrid.cli.main calls; `func` for callers that follow the argparse docs.
+    parser.set_defaults(handler=cmd_report, func=cmd_report)
     return parser
 
 

@@ -12,7 +12,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from mechhybrid.errors import MechHybridError
+from reports._errors import MechHybridError
 
 __all__ = ["screenshot_pages", "find_chromium", "CHROMIUM_FLAGS"]
 
