@@ -74,6 +74,8 @@ def _write(tensor: torch.Tensor, rows: slice, new: torch.Tensor, mask: torch.Ten
         tensor[rows] = new.to(tensor.dtype)
         return
     current = tensor[rows]
+    if mask.ndim == 1:  # [seq] -> [1, seq]
+        mask = mask[None]
     mask = mask.to(tensor.device).reshape(mask.shape + (1,) * (current.ndim - mask.ndim))
     tensor[rows] = torch.where(mask, new.to(tensor.dtype), current)
 

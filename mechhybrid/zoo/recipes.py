@@ -79,15 +79,15 @@ _COMMON = dict(vocab_size=VOCAB_SIZE, hidden_size=HIDDEN, tie_word_embeddings=Tr
 ZOO_SPECS: tuple[ZooSpec, ...] = (
     ZooSpec("hybrid-gdn", "qwen3_5_text", "qwen3_5", "sequential",
             "Gated DeltaNet + attention, 3:1 (Qwen3.5-style)",
-            dict(num_hidden_layers=4, intermediate_size=384, num_attention_heads=4, num_key_value_heads=2,
+            dict(num_hidden_layers=4, intermediate_size=320, num_attention_heads=4, num_key_value_heads=2,
                  head_dim=32, linear_num_key_heads=4, linear_num_value_heads=4, linear_key_head_dim=32,
                  linear_value_head_dim=32, linear_conv_kernel_dim=4, max_position_embeddings=2048,
                  layer_types=["linear_attention"] * 3 + ["full_attention"])),
     ZooSpec("hybrid-parallel", "falcon_h1", "falcon_h1", "parallel",
             "Mamba-2 and attention side by side in every block (Falcon-H1-style)",
-            dict(num_hidden_layers=4, intermediate_size=320, num_attention_heads=4, num_key_value_heads=2,
-                 head_dim=32, mamba_d_ssm=256, mamba_n_heads=8, mamba_d_head=32, mamba_n_groups=1,
-                 mamba_d_state=16, mamba_d_conv=4, mamba_expand=2, mamba_chunk_size=64,
+            dict(num_hidden_layers=4, intermediate_size=256, num_attention_heads=4, num_key_value_heads=2,
+                 head_dim=32, mamba_d_ssm=128, mamba_n_heads=4, mamba_d_head=32, mamba_n_groups=1,
+                 mamba_d_state=16, mamba_d_conv=4, mamba_expand=1, mamba_chunk_size=64,
                  max_position_embeddings=2048)),
     ZooSpec("hybrid-jamba", "jamba", "jamba", "sequential",
             "Mamba-1 + attention (1 in 4) + MoE (Jamba-style)",
@@ -106,7 +106,7 @@ ZOO_SPECS: tuple[ZooSpec, ...] = (
                  max_position_embeddings=2048)),
     ZooSpec("ssm-mamba2", "mamba2", "mamba2", "pure",
             "Pure state-space control (Mamba-2, 6 layers)",
-            dict(num_hidden_layers=6, num_heads=8, head_dim=32, expand=2, state_size=16, n_groups=1,
+            dict(num_hidden_layers=6, num_heads=8, head_dim=32, expand=2, state_size=32, n_groups=1,
                  conv_kernel=4, chunk_size=64)),
 )
 

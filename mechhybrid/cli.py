@@ -1,0 +1,98 @@
+"""The `mechhybrid` command line: the one place that wires the library, the analyses and the reports together.
+
+Every error a user can cause (a MechHybridError) is one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Sequence
+
+from mechhybrid.errors import MechHybridError
+
+
+def _add_load_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--allow-pickle", action="store_true", help="allow pickled (.bin/.pt) weights: they can run code")
+    parser.add_argument("--trust-remote-code", action="store_true", help="allow a checkpoint's own Python code (auto_map)")
+    parser.add_argument("--dtype", default=None, help="torch dtype to load in, e.g. float32 or bfloat16")
+
+
+def load_from_args(args):
+    """`mechhybrid.load` with the flags of `_add_load_flags`."""
+    import torch
+
+    from mechhybrid.loading import load
+
+    dtype = None
+    if args.dtype is not None:
+        dtype = getattr(torch, args.dtype, None)
+        if not isinstance(dtype, torch.dtype):
+            raise MechHybridError(f"unknown dtype {args.dtype!r}; e.g. float32, bfloat16, float16")
+    return load(args.model, dtype=dtype, allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code)
+
+
+def cmd_inspect(args) -> int:
+    """Print the component map (layer, kind, path, heads, params), family, topology and totals."""
+    hm = load_from_args(args)
+    rows = [
+        {"layer": c.layer, "kind": c.kind, "path": c.path, "heads": c.n_heads, "params": c.n_params}
+        for c in hm.components
+    ]
+    summary = {
+        "model": hm.name, "family": hm.family, "topology": hm.topology, "n_layers": hm.n_layers,
+        "n_params": hm.n_params, "kinds": {k: len(hm.components.by_kind(k)) for k in hm.components.kinds()},
+        "components": rows,
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(f"{hm.name}: family {hm.family}, {hm.topology}, {hm.n_layers} layers, {hm.n_params:,} parameters")
+    print(f"{'layer':>5}  {'kind':<16}  {'heads':>5}  {'params':>12}  path")
+    for row in rows:
+        heads = "-" if row["heads"] is None else row["heads"]
+        print(f"{row['layer']:>5}  {row['kind']:<16}  {heads:>5}  {row['params']:>12,}  {row['path']}")
+    totals = ", ".join(f"{kind}: {count}" for kind, count in summary["kinds"].items())
+    print(f"components: {len(rows)} ({totals})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mechhybrid", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    inspect = commands.add_parser("inspect", help="print a model's component map")
+    inspect.add_argument("model", help="zoo:NAME, a local checkpoint directory, or a hub id in the local cache")
+    inspect.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_load_flags(inspect)
+    inspect.set_defaults(handler=cmd_inspect)
+    for register in _extension_registrars():
+        register(commands)
+    return parser
+
+
+def _extension_registrars():
+    """Sub-command groups that live with their packages (zoo, analyses, reports, state)."""
+    return []
+
+
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # argparse already printed its one-line usage error
+        return int(exit_.code or 0)
+    try:
+        return int(args.handler(args) or 0)
+    except MechHybridError as error:
+        print(f"mechhybrid: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mechhybrid: interrupted; results already written are kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

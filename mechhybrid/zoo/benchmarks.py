@@ -1,0 +1,251 @@
+"""The zoo benchmarks: fixed held-out splits of the synthetic language, and how to score them.
+
+Axis names: "item" (one benchmark item), "batch", "seq", "vocab".
+
+Every benchmark is a frozen, versioned `Benchmark` of `Item`s holding token ids. Scoring needs
+only a callable ``logits_fn(input_ids[batch, seq]) -> logits[batch, seq, vocab]``, so an
+analysis can score an ablated or patched model the same way as the clean one, and gets
+per-item scores for a paired bootstrap:
+
+- ``lm``: held-out running text; per item the summed NLL (nats) and token count; summary is
+  perplexity = exp(sum NLL / sum tokens).
+- ``facts``: multiple choice ("the capital of X is" + 4 single-word choices), scored by the
+  log-likelihood of each choice; per item 1.0 if the true choice is the most likely.
+- ``needle``: a grid of context lengths x needle depths; teacher-forced exact match of the
+  value tokens (argmax at every answer position equals the value token), per item 0/1.
+- ``recall``: multi-query associative recall; per item the fraction of queries answered exactly.
+
+Splits are drawn from their own RNG streams (never the training stream), from `BENCH_SEED`.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from mechhybrid.zoo import language as lang
+from mechhybrid.zoo.tokenizer import encode_words
+
+__all__ = [
+    "BENCHMARK_VERSION", "NEEDLE_LENGTHS", "NEEDLE_DEPTHS", "Item", "Benchmark", "ItemScores",
+    "get_benchmark", "benchmark_names", "score_items", "summarize", "LogitsFn",
+]
+
+BENCHMARK_VERSION = "zoo-bench-1"
+"""Bump when any split, its size or its seed changes (cards record it)."""
+BENCH_SEED = 20261125
+NEEDLE_LENGTHS = (64, 128, 256, 512)
+"""Needle context lengths in tokens; 256 is the training context, 512 is twice it."""
+NEEDLE_DEPTHS = (0.1, 0.3, 0.5, 0.7, 0.9)
+"""Relative needle depths within the filler."""
+NEEDLE_PER_CELL = 8
+LM_DOCS, LM_LEN = 64, 256
+RECALL_DOCS, RECALL_PAIRS = 100, 8
+FACT_CHOICES = 4
+
+LogitsFn = Callable[["torch.Tensor"], "torch.Tensor"]  # noqa: F821 (torch imported lazily)
+
+
+@dataclass(frozen=True)
+class Item:
+    """One benchmark item, as token ids."""
+
+    input_ids: tuple[int, ...]
+    """The full sequence fed to the model (answers included: scoring is teacher-forced)."""
+    answer_spans: tuple[tuple[int, int], ...] = ()
+    """[start, end) positions of answer tokens in input_ids (needle, recall)."""
+    choices: tuple[tuple[int, ...], ...] = ()
+    """Multiple choice continuations (facts); each is appended to input_ids when scored."""
+    correct: int = -1
+    """Index of the true choice (facts)."""
+    meta: tuple[tuple[str, object], ...] = ()
+    """Grid coordinates and labels, e.g. (("context_len", 256), ("depth", 0.5))."""
+
+    def meta_dict(self) -> dict:
+        return dict(self.meta)
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """A documented, versioned held-out split."""
+
+    name: str
+    """'lm', 'facts', 'needle' or 'recall'."""
+    version: str
+    """BENCHMARK_VERSION plus the language version the items were generated with."""
+    metric: str
+    """'perplexity', 'accuracy' or 'exact_match'."""
+    description: str
+    """What the items are and how they are scored."""
+    items: tuple[Item, ...] = field(repr=False)
+    """The items, in a fixed order (per-item scores follow it)."""
+
+    def __post_init__(self):
+        if not self.items:
+            raise ValueError(f"benchmark {self.name} has no items")
+
+
+@dataclass(frozen=True)
+class ItemScores:
+    """Per-item scores of one benchmark under one logits function."""
+
+    values: np.ndarray
+    """[item] float64: NLL sum (lm), correctness (facts, needle) or fraction correct (recall)."""
+    weights: np.ndarray
+    """[item] float64: token counts (lm) or ones: the weights `summarize` averages with."""
+
+    def __post_init__(self):
+        if self.values.shape != self.weights.shape or self.values.ndim != 1:
+            raise ValueError(f"values {self.values.shape} and weights {self.weights.shape} must be equal [item]")
+
+
+def _ids(words) -> tuple[int, ...]:
+    return tuple(encode_words(words))
+
+
+def _lm() -> Benchmark:
+    items = []
+    for i in range(LM_DOCS):
+        doc = lang.text_doc(lang.doc_rng(BENCH_SEED, "bench-lm", i), LM_LEN)
+        items.append(Item(_ids(doc.words)))
+    return Benchmark("lm", _version(), "perplexity",
+                     f"{LM_DOCS} held-out running-text documents of <= {LM_LEN} tokens; perplexity over "
+                     "all predicted tokens (every token after <bos>).", tuple(items))
+
+
+def _facts() -> Benchmark:
+    items = []
+    rng = random.Random(f"{BENCH_SEED}/bench-facts")
+    for relation, column in (("capital", 1), ("language", 2)):
+        options = sorted({row[column] for row in lang.FACTS})
+        for row in lang.FACTS:
+            wrong = rng.sample([o for o in options if o != row[column]], FACT_CHOICES - 1)
+            choices = wrong + [row[column]]
+            rng.shuffle(choices)
+            prompt = ["<bos>", "the", relation, "of", row[0], "is"]
+            items.append(Item(_ids(prompt), choices=tuple(_ids([c]) for c in choices),
+                              correct=choices.index(row[column]),
+                              meta=(("relation", relation), ("country", row[0]))))
+    return Benchmark("facts", _version(), "accuracy",
+                     f"{len(items)} world facts ('the capital|language of X is'), {FACT_CHOICES} choices, "
+                     f"chance {1 / FACT_CHOICES:.2f}; scored by choice log-likelihood.", tuple(items))
+
+
+def _needle() -> Benchmark:
+    items = []
+    for length in NEEDLE_LENGTHS:
+        for depth in NEEDLE_DEPTHS:
+            for k in range(NEEDLE_PER_CELL):
+                doc = lang.needle_doc(lang.doc_rng(BENCH_SEED, f"bench-needle/{length}/{depth}", k), length, depth)
+                items.append(Item(_ids(doc.words), doc.answer_spans,
+                                  meta=(("context_len", length), ("depth", depth),
+                                        ("needle_start", doc.needle_span[0]))))
+    return Benchmark("needle", _version(), "exact_match",
+                     f"needle in filler text: context lengths {NEEDLE_LENGTHS} x depths {NEEDLE_DEPTHS} x "
+                     f"{NEEDLE_PER_CELL}; exact match of the 2 value tokens (teacher-forced argmax), chance 0.01.",
+                     tuple(items))
+
+
+def _recall() -> Benchmark:
+    items = []
+    for i in range(RECALL_DOCS):
+        doc = lang.recall_doc(lang.doc_rng(BENCH_SEED, "bench-recall", i), RECALL_PAIRS, RECALL_PAIRS)
+        items.append(Item(_ids(doc.words), doc.answer_spans))
+    return Benchmark("recall", _version(), "exact_match",
+                     f"{RECALL_DOCS} associative-recall documents, {RECALL_PAIRS} key-value pairs, every key "
+                     "queried once; per item the fraction of queries whose 2 value tokens are exact.",
+                     tuple(items))
+
+
+def _version() -> str:
+    return f"{BENCHMARK_VERSION}/{lang.LANGUAGE_VERSION}"
+
+
+_BUILDERS = {"lm": _lm, "facts": _facts, "needle": _needle, "recall": _recall}
+
+
+def benchmark_names() -> list[str]:
+    """Names of the zoo benchmarks, in card order."""
+    return list(_BUILDERS)
+
+
+@functools.lru_cache(maxsize=None)
+def get_benchmark(name: str) -> Benchmark:
+    """The benchmark `name` (built once per process; deterministic)."""
+    if name not in _BUILDERS:
+        raise KeyError(f"unknown zoo benchmark {name!r}; known: {', '.join(_BUILDERS)}")
+    return _BUILDERS[name]()
+
+
+def _sequences(bench: Benchmark) -> list[tuple[int, ...]]:
+    if bench.name == "facts":  # one sequence per (item, choice)
+        return [it.input_ids + ch for it in bench.items for ch in it.choices]
+    return [it.input_ids for it in bench.items]
+
+
+def _token_logprobs(seqs, logits_fn: LogitsFn, batch_size: int, pad_id: int = 0) -> list[np.ndarray]:
+    """Log-prob of every next token: out[i][t] = log p(seq[t+1] | seq[:t+1]).
+
+    Sequences are right-padded (harmless for causal models) and batched in a fixed,
+    length-sorted order, so the same call gives the same floats every time.
+    """
+    import torch
+
+    order = sorted(range(len(seqs)), key=lambda i: (len(seqs[i]), i))
+    out: list[np.ndarray] = [np.empty(0)] * len(seqs)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start:start + batch_size]
+        width = max(len(seqs[i]) for i in chunk)
+        ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
+        for row, i in enumerate(chunk):
+            ids[row, :len(seqs[i])] = torch.tensor(seqs[i])
+        with torch.no_grad():
+            logp = torch.log_softmax(logits_fn(ids).double(), dim=-1)  # [batch, seq, vocab]
+        nxt = logp[:, :-1].gather(-1, ids[:, 1:, None])[..., 0]  # [batch, seq-1]
+        argmax_ok = logp[:, :-1].argmax(-1) == ids[:, 1:]
+        for row, i in enumerate(chunk):
+            n = len(seqs[i]) - 1
+            out[i] = np.stack([nxt[row, :n].numpy(), argmax_ok[row, :n].numpy().astype(np.float64)])
+    return out
+
+
+def score_items(bench: Benchmark, logits_fn: LogitsFn, batch_size: int = 16) -> ItemScores:
+    """Per-item scores of `bench` under `logits_fn` (see the module docstring for each metric)."""
+    per_seq = _token_logprobs(_sequences(bench), logits_fn, batch_size)
+    n = len(bench.items)
+    values, weights = np.zeros(n), np.ones(n)
+    if bench.name == "lm":
+        for i, lp in enumerate(per_seq):
+            values[i], weights[i] = -lp[0].sum(), lp.shape[1]
+    elif bench.name == "facts":
+        cursor = 0
+        for i, it in enumerate(bench.items):
+            lls = [per_seq[cursor + c][0][-len(ch):].sum() for c, ch in enumerate(it.choices)]
+            cursor += len(it.choices)
+            values[i] = float(int(np.argmax(lls)) == it.correct)
+    else:
+        for i, (it, lp) in enumerate(zip(bench.items, per_seq)):
+            # Token at position p is predicted at p-1: index p-1 of the next-token arrays.
+            hits = [lp[1][s - 1:e - 1].all() for s, e in it.answer_spans]
+            values[i] = float(np.mean(hits))
+    return ItemScores(values, weights)
+
+
+def summarize(bench: Benchmark, scores: ItemScores) -> float:
+    """One number: perplexity for `lm`, weighted mean accuracy otherwise."""
+    total = float(np.sum(scores.values * (1 if bench.name == "lm" else scores.weights)))
+    mean = total / float(np.sum(scores.weights))
+    return math.exp(mean) if bench.name == "lm" else mean
+
+
+def by_meta(bench: Benchmark, scores: ItemScores, key: str) -> dict:
+    """Mean score per value of an item's meta `key` (e.g. needle accuracy per context length)."""
+    groups: dict = {}
+    for it, v in zip(bench.items, scores.values):
+        groups.setdefault(it.meta_dict()[key], []).append(v)
+    return {k: float(np.mean(v)) for k, v in sorted(groups.items())}

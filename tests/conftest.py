@@ -1,0 +1,47 @@
+"""Shared fixtures: tiny random-weight models of every family, built from explicit configs."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import pytest
+import torch
+
+from tests.tiny_configs import TINY_CONFIGS
+
+warnings.filterwarnings("ignore", message=".*fast path.*")
+logging.getLogger("transformers").setLevel(logging.ERROR)
+logging.getLogger("mechhybrid").setLevel(logging.ERROR)
+
+ALL_MODEL_TYPES = tuple(TINY_CONFIGS)
+
+
+def build_tiny(model_type: str, seed: int = 0):
+    """A tiny random-weight transformers model of one family (float32, eval mode)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    config = AutoConfig.for_model(model_type, **TINY_CONFIGS[model_type])
+    return AutoModelForCausalLM.from_config(config).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_models():
+    """model_type -> (transformers model, HybridModel), built once per test session."""
+    import mechhybrid
+
+    cache = {}
+
+    def get(model_type: str):
+        if model_type not in cache:
+            model = build_tiny(model_type)
+            cache[model_type] = (model, mechhybrid.load(model))
+        return cache[model_type]
+
+    return get
+
+
+def random_ids(batch: int, seq: int, seed: int, vocab: int = 97) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, vocab, (batch, seq), generator=generator)
