@@ -1,0 +1,293 @@
+"""Fixture results directories written exactly as docs/results-schema.md says the analyses write them.
+
+Three models of Study A's shape, tiny: a Gated DeltaNet hybrid (qwen3_5), a Transformer control (qwen2) and a
+pure-SSM control (mamba2). Numbers are drawn from a seeded generator so that they look like real results
+(CIs around values, some CIs crossing zero) without being hand-typed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+
+CSV_COLUMNS = ("model", "family", "analysis", "condition", "method", "metric", "value", "ci_low", "ci_high",
+               "n", "seed")
+BENCHMARKS = ("arc", "mmlu")
+PROBE = "<script>alert(1)</script>\"'<img src=x onerror=alert(1)>"
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def _components(kinds_per_layer):
+    return [{"layer": layer, "kind": kind, "path": f"model.layers.{layer}.{kind}"}
+            for layer, kinds in enumerate(kinds_per_layer) for kind in kinds]
+
+
+MODELS = {
+    "hybrid": {"name": "zoo:gdn-hybrid", "family": "qwen3_5", "topology": "sequential", "n_params": 812345,
+               "n_layers": 4, "components": _components([["linear_attention", "mlp"]] * 3 + [["attention", "mlp"]])},
+    "transformer": {"name": "zoo:tiny-qwen2", "family": "qwen2", "topology": "sequential", "n_params": 701000,
+                    "n_layers": 4, "components": _components([["attention", "mlp"]] * 4)},
+    "ssm": {"name": "zoo/tiny-mamba2", "family": "mamba2", "topology": "sequential", "n_params": 650000,
+            "n_layers": 4, "components": _components([["ssm"]] * 4)},
+}
+
+
+def _row(condition, metric, value, half_width=None, n=100, seed=0, method="zero"):
+    low = None if half_width is None else value - half_width
+    high = None if half_width is None else value + half_width
+    return {"condition": condition, "method": method, "metric": metric, "value": value, "ci_low": low,
+            "ci_high": high, "n": n, "seed": seed}
+
+
+def ablation_rows(model: dict, rng: random.Random, method: str = "zero") -> list[dict]:
+    mixers = sorted({c["kind"] for c in model["components"] if c["kind"] != "mlp"})
+    rows = [_row("baseline", f"acc:{b}", rng.uniform(0.5, 0.8), n=100, method=method) for b in BENCHMARKS]
+    rows.append(_row("baseline", "ppl", rng.uniform(5, 9), n=64, method=method))
+    for kind in mixers:
+        for b in BENCHMARKS:
+            drop = rng.uniform(-0.02, 0.5)
+            rows.append(_row(f"group:{kind}", f"drop:{b}", drop, 0.04, method=method))
+            for trial in range(3):
+                rows.append(_row(f"random:{kind}:{trial}", f"drop:{b}", rng.uniform(0, 0.5), 0.05, method=method))
+        rows.append(_row(f"group:{kind}", "ppl_ratio", 10 ** rng.uniform(0.2, 4.5), None, n=64, method=method))
+        rows[-1]["ci_low"], rows[-1]["ci_high"] = rows[-1]["value"] * 0.8, rows[-1]["value"] * 1.25
+        for tokens in (128, 256, 512, 1024):
+            rows.append(_row(f"context:{tokens}:group:{kind}", "ppl", 10 ** rng.uniform(1, 4), n=16, method=method))
+        for where in ("early", "middle", "late"):
+            rows.append(_row(f"third:{where}:{kind}", "drop:mmlu", rng.uniform(-0.05, 0.4), 0.06, method=method))
+    for tokens in (128, 256, 512, 1024):
+        rows.append(_row(f"context:{tokens}:baseline", "ppl", rng.uniform(6, 12), n=16, method=method))
+    for c in model["components"]:
+        for b in BENCHMARKS:
+            rows.append(_row(f"layer:{c['layer']}:{c['kind']}", f"drop:{b}", rng.uniform(-0.03, 0.3), 0.05,
+                             method=method))
+    for removed in (1, 2):
+        for trial in range(5):
+            rows.append(_row(f"resilience:{removed}:{trial}", "ppl", 10 ** rng.uniform(1, 5), n=64,
+                             method="skip"))
+    return rows
+
+
+def representation_rows(model: dict, rng: random.Random, others=()) -> list[dict]:
+    rows = []
+    diagnostics = ("rel_norm_change", "cosine", "out_in_norm_ratio", "kl_logit_lens", "cka")
+    for c in model["components"]:
+        for d in diagnostics:
+            rows.append(_row(f"layer:{c['layer']}:{c['kind']}", d, rng.uniform(0, 1), n=64))
+    for d in diagnostics:
+        for b in BENCHMARKS:
+            rows.append(_row(f"corr:{d}:{b}", "spearman", rng.uniform(-0.9, 0.9), 0.3, n=len(model["components"])))
+    for other in others:
+        for layer in range(model["n_layers"]):
+            rows.append(_row(f"cka_models:{other}", f"cka:{layer}", rng.uniform(0, 1), n=64))
+    return rows
+
+
+def result(model: dict, analysis: str, rows: list[dict], method: str = "zero", data_name: str = "lm") -> dict:
+    return {"schema_version": 1, "analysis": analysis, "model": model, "config": {"benchmarks": list(BENCHMARKS)},
+            "method": method, "data": [{"name": data_name, "version": "zoo-lang-1", "n": 64}], "seed": 0,
+            "versions": {"mechhybrid": "0.1.0", "torch": "2.13.0", "transformers": "5.24.0", "nnsight": "0.8.1"},
+            "rows": rows, "extra": {}}
+
+
+def slug(name: str) -> str:
+    return name.replace(":", "_").replace("/", "_")
+
+
+def write_results(out_dir: Path, results: list[dict]) -> Path:
+    """Write each Result to OUT/results/<slug>/<analysis>.json and all rows to OUT/results.csv."""
+    csv_rows = []
+    for res in results:
+        folder = out_dir / "results" / slug(res["model"]["name"])
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{slug(res['analysis'])}.json").write_text(json.dumps(res, indent=1), encoding="utf-8")
+        for row in res["rows"]:
+            csv_rows.append([res["model"]["name"], res["model"]["family"], res["analysis"], row["condition"],
+                             row["method"], row["metric"], *["" if row[k] is None else repr(row[k])
+                                                             for k in ("value", "ci_low", "ci_high", "n", "seed")]])
+    csv_rows.sort()
+    with open(out_dir / "results.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(CSV_COLUMNS)
+        writer.writerows(csv_rows)
+    return out_dir
+
+
+def study_results(seed: int = 0) -> list[dict]:
+    rng = random.Random(seed)
+    names = [m["name"] for m in MODELS.values()]
+    out = []
+    for model in MODELS.values():
+        out.append(result(model, "component_ablation", ablation_rows(model, rng)))
+        out.append(result(model, "representation",
+                          representation_rows(model, rng, [n for n in names if n != model["name"]])))
+    return out
+
+
+def probe_results() -> list[dict]:
+    """The injection probe through every user-controlled string: model name (and so the file name), family,
+    condition, method, metric, data name and version, config, versions and the analysis name."""
+    rng = random.Random(1)
+    model = dict(MODELS["hybrid"], name=f"zoo:{PROBE}", family=f"fam{PROBE}",
+                 components=_components([[f"kind{PROBE}"], ["attention"]]), n_layers=2)
+    rows = ablation_rows(model, rng, method=f"zero{PROBE}")
+    rows.append(_row(f"group:{PROBE}", f"drop:{PROBE}", 0.25, 0.05))
+    abl = result(model, "component_ablation", rows, method=f"zero{PROBE}", data_name=f"data{PROBE}")
+    abl["config"] = {"note": PROBE}
+    abl["versions"] = dict(abl["versions"], torch=PROBE)
+    abl["data"][0]["version"] = PROBE
+    other = result(model, f"x{PROBE}", [_row(f"cond{PROBE}", f"metric{PROBE}", 0.5, 0.1)])
+    return [abl, other]
+
+
+@pytest.fixture(scope="session")
+def study_dir(tmp_path_factory) -> Path:
+    return write_results(tmp_path_factory.mktemp("study"), study_results())
+
+
+@pytest.fixture(scope="session")
+def rendered_study(study_dir, tmp_path_factory) -> Path:
+    """The study fixture, rendered once per test session (rendering is the slow part)."""
+    import reports
+
+    out = tmp_path_factory.mktemp("rendered")
+    shutil.copytree(study_dir, out, dirs_exist_ok=True)
+    reports.render(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def probe_dir(tmp_path_factory) -> Path:
+    import reports
+
+    out = write_results(tmp_path_factory.mktemp("probe"), study_results()[:2] + probe_results())
+    reports.render(out)
+    return out
+
+
+class Browser:
+    """Headless Chromium driven over the DevTools protocol (websocket-client), network switched off."""
+
+    def __init__(self):
+        import re
+        import subprocess
+        import tempfile
+
+        import websocket
+
+        self.profile = tempfile.mkdtemp(prefix="mh-chromium-")
+        self.proc = subprocess.Popen(
+            [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--no-first-run", "--disable-component-update", "--disable-sync", "--disable-extensions",
+             f"--user-data-dir={self.profile}", "--remote-debugging-port=0", "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        url = None
+        for _ in range(500):
+            line = self.proc.stderr.readline()
+            found = re.search(r"DevTools listening on (ws://\S+)", line)
+            if found:
+                url = found.group(1)
+                break
+        if url is None:
+            self.close()
+            raise RuntimeError("chromium did not print its DevTools address")
+        self.ws = websocket.create_connection(url, timeout=60, suppress_origin=True)
+        self.next_id = 0
+        self.events: list[dict] = []
+
+    def send(self, method: str, session: str | None = None, **params) -> dict:
+        self.next_id += 1
+        message = {"id": self.next_id, "method": method, "params": params}
+        if session:
+            message["sessionId"] = session
+        self.ws.send(json.dumps(message))
+        while True:
+            reply = json.loads(self.ws.recv())
+            if reply.get("id") == self.next_id:
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                return reply.get("result", {})
+            self.events.append(reply)
+
+    def visit(self, path: Path, timeout_s: float = 45) -> dict:
+        """Open `path` offline; wait for the page's charts; return what happened."""
+        import time
+
+        target = self.send("Target.createTarget", url="about:blank")["targetId"]
+        session = self.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+        for method in ("Runtime.enable", "Log.enable", "Network.enable", "Page.enable"):
+            self.send(method, session=session)
+        self.send("Network.emulateNetworkConditions", session=session, offline=True, latency=0,
+                  downloadThroughput=-1, uploadThroughput=-1)
+        self.events.clear()
+        self.send("Page.navigate", session=session, url=path.resolve().as_uri())
+        state = None
+        deadline = time.time() + timeout_s
+        while time.time() < deadline:
+            state = self.send("Runtime.evaluate", session=session, returnByValue=True, expression=_STATE_JS)
+            state = state["result"].get("value")
+            if state and state["ready"]:
+                break
+            time.sleep(0.2)
+        events = [e for e in self.events if e.get("sessionId") == session]
+        self.send("Target.closeTarget", targetId=target)
+        return {"state": state, "events": events}
+
+    def close(self):
+        import subprocess
+
+        if getattr(self, "ws", None):
+            self.ws.close()
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        shutil.rmtree(self.profile, ignore_errors=True)
+
+
+# Ready when the bootstrap has drawn every chart (pages without charts have no bootstrap: ready on load).
+_STATE_JS = """(() => {
+  const specs = document.querySelectorAll('script.vega-spec');
+  const done = document.body && document.body.getAttribute('data-charts-done');
+  const charts = Array.from(specs).map(s => {
+    const el = document.getElementById(s.getAttribute('data-target'));
+    return {id: s.getAttribute('data-target'), svg: el ? el.querySelectorAll('svg.marks').length : -1,
+            rendered: el ? el.getAttribute('data-rendered') : null, text: el ? el.textContent.slice(0, 200) : ''};
+  });
+  return {ready: document.readyState === 'complete' && (specs.length === 0 || done !== null),
+          specs: specs.length, done: done, charts: charts, imgs: document.querySelectorAll('img').length,
+          text: document.body ? document.body.innerText : ''};
+})()"""
+
+
+def problems_in(events: list[dict]) -> list[str]:
+    """Console errors and warnings, uncaught exceptions, browser log errors, dialogs, non-file requests."""
+    found = []
+    for event in events:
+        method, params = event.get("method"), event.get("params", {})
+        if method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "warning", "assert"):
+            found.append(f"console.{params['type']}: {[a.get('value') for a in params.get('args', [])]}")
+        elif method == "Runtime.exceptionThrown":
+            found.append(f"exception: {params.get('exceptionDetails', {}).get('text')}")
+        elif method == "Log.entryAdded" and params["entry"].get("level") in ("error", "warning"):
+            found.append(f"log: {params['entry'].get('text')}")
+        elif method == "Page.javascriptDialogOpening":
+            found.append(f"dialog: {params.get('message')}")
+        elif method == "Network.requestWillBeSent" and not params["request"]["url"].startswith("file:"):
+            found.append(f"request: {params['request']['url']}")
+    return found
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.skip("/usr/bin/chromium is missing (CI installs it: apt-get install -y chromium)")
+    instance = Browser()
+    yield instance
+    instance.close()
