@@ -1,0 +1,127 @@
+"""What every analysis shares: the model's identity, library versions, and per-condition checkpoints."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["model_info", "library_versions", "config_dict", "fingerprint", "Checkpoints", "stable_seed", "warn"]
+
+
+def warn(message: str) -> None:
+    """A one-line note for the person running the analysis (stderr, so that stdout stays parseable)."""
+    print(f"mechhybrid: {message}", file=sys.stderr)
+
+
+def model_info(hm) -> dict:
+    """The `model` block of a Result (docs/results-schema.md)."""
+    n_params = sum(p.numel() for p in hm.hf_model.parameters())
+    return {
+        "name": str(hm.name), "family": str(hm.family), "topology": str(hm.topology),
+        "n_params": int(n_params), "n_layers": int(hm.n_layers),
+        "components": [{"layer": c.layer, "kind": c.kind, "path": c.path} for c in hm.components],
+    }
+
+
+def library_versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("mechhybrid", "torch", "transformers", "nnsight"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            mod = sys.modules.get(name)
+            out[name] = str(getattr(mod, "__version__", "unknown"))
+    return out
+
+
+def config_dict(config) -> dict:
+    """A Config dataclass as plain JSON data (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def fingerprint(*parts) -> str:
+    """A short stable hash of JSON-able parts: checkpoints of another config or model are never reused."""
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def stable_seed(*parts) -> int:
+    """A seed derived from the run seed and a condition name, independent of Python's hash randomisation."""
+    return int(hashlib.sha256(repr(parts).encode()).hexdigest()[:8], 16)
+
+
+def _safe_name(key: str) -> str:
+    # Condition keys hold ':' and '|'; a readable stem plus a hash keeps file names portable and unique.
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", key)[:80]
+    return f"{stem}-{hashlib.sha256(key.encode()).hexdigest()[:8]}.json"
+
+
+class Checkpoints:
+    """Per-condition results of a run in flight, under results/<slug>/<analysis>.partial/.
+
+    Each finished condition is one JSON file, so an interrupted run loses at most the chunk in flight.
+    A fingerprint of (model, config, data) guards against reusing checkpoints of another run.
+    """
+
+    def __init__(self, directory, fingerprint_: str):
+        self.dir = Path(directory)
+        self.fingerprint = fingerprint_
+        meta = self.dir / "_meta.json"
+        if self.dir.exists():
+            try:
+                ok = json.loads(meta.read_text())["fingerprint"] == fingerprint_
+            except (OSError, ValueError, KeyError, TypeError):
+                ok = False
+            if not ok:
+                shutil.rmtree(self.dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        meta.write_text(json.dumps({"fingerprint": fingerprint_}))
+
+    def get(self, key: str) -> dict | None:
+        """The saved arrays of `key`, or None (a damaged checkpoint is recomputed, never trusted)."""
+        path = self.dir / _safe_name(key)
+        try:
+            obj = json.loads(path.read_text())
+            if obj.get("key") != key:
+                return None
+            return _from_json(obj["value"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None
+
+    def put(self, key: str, value: dict) -> None:
+        path = self.dir / _safe_name(key)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps({"key": key, "value": _to_json(value)}))
+        tmp.replace(path)
+
+    def clear(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _to_json(value):
+    if isinstance(value, np.ndarray):
+        return {"__array__": value.astype(np.float64).tolist()}
+    if isinstance(value, dict):
+        return {k: _to_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_json(v) for v in value]
+    return value
+
+
+def _from_json(value):
+    if isinstance(value, dict):
+        if set(value) == {"__array__"}:
+            return np.asarray(value["__array__"], dtype=np.float64)
+        return {k: _from_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_json(v) for v in value]
+    return value

@@ -1,0 +1,85 @@
+"""Analysis Configs from TOML/JSON files and command-line options, and their field docstrings as help text.
+
+Unknown keys and contradictory options are user errors (MechHybridError), never silently ignored.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import inspect
+import json
+import textwrap
+import tomllib
+from pathlib import Path
+
+from mechhybrid.errors import MechHybridError
+
+__all__ = ["read_config_file", "build_config", "field_help", "config_help"]
+
+
+def read_config_file(path) -> dict:
+    """A TOML (.toml) or JSON (.json) file as a dict; one clear error for a missing or unparsable file."""
+    path = Path(path)
+    if not path.is_file():
+        raise MechHybridError(f"config file not found: {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+        if path.suffix.lower() == ".toml":
+            obj = tomllib.loads(text)
+        elif path.suffix.lower() == ".json":
+            obj = json.loads(text)
+        else:
+            raise MechHybridError(f"config file {path} must end in .toml or .json")
+    except (tomllib.TOMLDecodeError, ValueError, UnicodeDecodeError) as exc:
+        raise MechHybridError(f"config file {path} is not valid: {str(exc).splitlines()[0]}") from None
+    if not isinstance(obj, dict):
+        raise MechHybridError(f"config file {path} must hold a table/object of options")
+    return obj
+
+
+def _coerce(value):
+    # TOML and JSON have arrays, Configs use tuples (hashable, and the same JSON either way).
+    return tuple(value) if isinstance(value, list) else value
+
+
+def build_config(cls, options: dict, where: str = "config"):
+    """cls(**options), with unknown keys and invalid values reported as one-line MechHybridErrors."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(options) - set(names))
+    if unknown:
+        raise MechHybridError(f"{where}: unknown option(s) {', '.join(unknown)}; valid: {', '.join(names)}")
+    try:
+        return cls(**{k: _coerce(v) for k, v in options.items()})
+    except MechHybridError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise MechHybridError(f"{where}: {exc}") from None
+
+
+def field_help(cls) -> dict[str, str]:
+    """{field: its docstring} read from the class source (the string right after each annotated field)."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    except (OSError, TypeError):
+        return {}
+    body = tree.body[0].body
+    out = {}
+    for node, nxt in zip(body, body[1:]):
+        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                and isinstance(nxt, ast.Expr) and isinstance(getattr(nxt, "value", None), ast.Constant)
+                and isinstance(nxt.value.value, str)):
+            out[node.target.id] = " ".join(nxt.value.value.split())
+    return out
+
+
+def config_help(cls) -> str:
+    """The Config's options with defaults and docstrings, for --help."""
+    docs = field_help(cls)
+    lines = []
+    for f in dataclasses.fields(cls):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        lines.append(f"  {f.name} = {json.dumps(default, default=str)}")
+        if docs.get(f.name):
+            lines += ["      " + line for line in textwrap.wrap(docs[f.name], 90)]
+    return "\n".join(lines)

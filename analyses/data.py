@@ -1,0 +1,100 @@
+"""Which benchmarks a model has data for, loaded as Tasks: the zoo's own for zoo models, Study A's real data
+sets from local files (config `data`) for any model with a tokenizer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mechhybrid.errors import MechHybridError
+
+from .schema import DataInfo
+from .scoring import References
+from .tasks import LMTask, Task
+
+__all__ = ["TaskSet", "load_tasks", "task_set"]
+
+N_REF_DOCS = 8
+"""Held-out documents (after the scored ones) that mean and resample ablations draw on."""
+
+
+@dataclass
+class TaskSet:
+    """The benchmarks of one run, with the held-out reference text for mean/resample ablation."""
+
+    tasks: dict[str, Task]
+    refs: References | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        lms = [n for n, t in self.tasks.items() if isinstance(t, LMTask)]
+        if len(lms) > 1:
+            raise MechHybridError(f"at most one language-modelling benchmark per run, got {lms}")
+        for name, task in self.tasks.items():
+            if task.n == 0:
+                raise MechHybridError(f"benchmark {name!r} has no items")
+
+    @property
+    def lm(self) -> str | None:
+        """Name of the language-modelling (perplexity) benchmark, if any."""
+        return next((n for n, t in self.tasks.items() if isinstance(t, LMTask)), None)
+
+    @property
+    def data(self) -> list[DataInfo]:
+        return [DataInfo(t.name, t.version, t.n) for t in self.tasks.values()]
+
+
+def task_set(tasks: dict[str, Task] | list[Task], reference_docs=None) -> TaskSet:
+    """A TaskSet from Tasks built in code (tests, notebooks); reference text defaults to none."""
+    if isinstance(tasks, (list, tuple)):
+        tasks = {t.name: t for t in tasks}
+    refs = References.from_docs(reference_docs) if reference_docs else None
+    return TaskSet(dict(tasks), refs)
+
+
+def _zoo_sources(hm, limit: int, seed: int) -> dict:
+    """name -> loader() -> (Task, reference docs) for a zoo model; {} for any other model."""
+    if not str(getattr(hm, "name", "")).startswith("zoo:"):
+        return {}
+    from .zoo_tasks import zoo_loaders
+
+    return zoo_loaders(hm, limit, seed)
+
+
+def _file_sources(hm, data: dict, limit: int, seed: int) -> dict:
+    if not data:
+        return {}
+    from .datasets import READERS, read_benchmark
+
+    unknown = sorted(set(data) - set(READERS))
+    if unknown:
+        raise MechHybridError(f"no reader for data {unknown}; readers: {', '.join(sorted(READERS))}")
+    if getattr(hm, "tokenizer", None) is None:
+        raise MechHybridError(f"model {hm.name} has no tokenizer, so its text benchmarks cannot be encoded")
+    max_len = getattr(hm.hf_model.config, "max_position_embeddings", None)
+    return {name: (lambda n=name, p=path: read_benchmark(n, p, hm.tokenizer, limit, seed, max_len))
+            for name, path in data.items()}
+
+
+def load_tasks(hm, cfg, analysis: str) -> TaskSet:
+    """The benchmarks `cfg` selects for `hm` (all available by default); a clear error for one it lacks."""
+    sources = _zoo_sources(hm, cfg.limit, cfg.seed)
+    sources.update(_file_sources(hm, cfg.data, cfg.limit, cfg.seed))
+    if cfg.benchmarks:
+        missing = [b for b in cfg.benchmarks if b not in sources]
+        if missing:
+            have = ", ".join(sorted(sources)) or "none"
+            raise MechHybridError(f"{analysis}: model {hm.name} has no data for benchmark(s) {missing} "
+                                  f"(available: {have}; real data sets come from config `data`)")
+        names = list(cfg.benchmarks)
+    else:
+        names = [n for n in sources if n not in cfg.exclude_benchmarks]
+    if not names:
+        raise MechHybridError(f"{analysis}: model {hm.name} has no benchmark data; give local data sets "
+                              "in the config's `data` table (e.g. data.wikitext = PATH)")
+    tasks, ref_docs = {}, None
+    for name in names:
+        task, refs = sources[name]()
+        tasks[name] = task
+        if refs:
+            ref_docs = refs
+    return TaskSet(tasks, References.from_docs(ref_docs) if ref_docs else None)

@@ -1,0 +1,86 @@
+"""Finding a split in a local path (a file, a directory, a datasets/hub cache) and reading its records.
+
+Formats: parquet, JSON Lines, JSON (a list of records), and the Arrow stream files of the `datasets` cache.
+Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from mechhybrid.errors import MechHybridError
+
+__all__ = ["SUFFIXES", "find_split", "read_records", "files_version"]
+
+SUFFIXES = (".parquet", ".jsonl", ".json", ".arrow")
+
+
+def _matches(path: Path, split: str) -> bool:
+    stem = path.name.split(".")[0].lower()
+    tokens = stem.replace("_", "-").split("-")
+    return split in tokens or path.parent.name.lower() == split
+
+
+def find_split(path, splits: tuple[str, ...], prefer: tuple[str, ...] = (), required: bool = True) -> list[Path]:
+    """The files of the first split in `splits` found under `path` (a file is taken as it is).
+
+    `prefer` picks among configs of one data set (MMLU's `all`, ARC's `ARC-Challenge`): files whose path
+    holds every preferred part win. [] if nothing matches and not `required`."""
+    path = Path(path).expanduser()
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise MechHybridError(f"data path not found: {path}")
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
+    for split in splits:
+        hits = [p for p in files if _matches(p, split)]
+        best = [p for p in hits if all(part.lower() in str(p).lower() for part in prefer)]
+        if best or hits:
+            return best or hits
+    if required:
+        raise MechHybridError(f"no {'/'.join(splits)} split (parquet, jsonl, json or arrow) under {path}")
+    return []
+
+
+def _read_one(path: Path) -> list[dict]:
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path).to_pylist()
+    if suffix == ".arrow":
+        import pyarrow as pa
+
+        with pa.memory_map(str(path)) as source:
+            try:
+                return pa.ipc.open_stream(source).read_all().to_pylist()
+            except pa.ArrowInvalid:
+                return pa.ipc.open_file(source).read_all().to_pylist()
+    text = path.read_text(encoding="utf-8")
+    if suffix == ".jsonl" or not text.lstrip().startswith("["):
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return json.loads(text)
+
+
+def read_records(paths: list[Path]) -> list[dict]:
+    """Every record of the files, in file order; one clear error for an unreadable file."""
+    records = []
+    for path in paths:
+        try:
+            part = _read_one(path)
+        except Exception as exc:  # pyarrow, json and OS errors all mean "cannot read this file"
+            raise MechHybridError(f"cannot read data file {path}: {str(exc).splitlines()[0][:200]}") from None
+        if not isinstance(part, list) or not all(isinstance(r, dict) for r in part):
+            raise MechHybridError(f"data file {path} does not hold records")
+        records += part
+    return records
+
+
+def files_version(name: str, split: str, paths: list[Path]) -> str:
+    """A version string that changes whenever the data bytes change: name, split, content hash."""
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(p.read_bytes())
+    return f"{name}:{split}:sha256-{h.hexdigest()[:12]}"

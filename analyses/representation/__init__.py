@@ -1,0 +1,7 @@
+"""representation: per-component residual-stream diagnostics and their link to behaviour (Study A exp. 7)."""
+
+from .config import RepresentationConfig
+from .diagnostics import DIAGNOSTICS
+from .run import ANALYSIS, run
+
+__all__ = ["RepresentationConfig", "run", "ANALYSIS", "DIAGNOSTICS"]

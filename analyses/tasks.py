@@ -1,0 +1,189 @@
+"""Benchmarks as analyses consume them: token ids, what is scored, and how a score is reduced.
+
+One shape for every source (the zoo's synthetic language, Study A's real data sets): each task turns into
+`Seq`s (ids + where the scored span starts) whose per-sequence log-likelihoods come from one batched
+forward per intervention set (analyses/scoring.py), then reduces them to per-item scores.
+
+Axis names: "set" (one intervention set), "seq" (one scored token sequence), "item" (one benchmark item,
+one or several seqs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["Seq", "SeqScores", "LMTask", "ChoiceItem", "ChoiceTask", "SpanItem", "SpanTask",
+           "GenItem", "GenTask", "Task", "LOSS_CLAMP"]
+
+LOSS_CLAMP = 20.0
+"""Per-token loss clamp for perplexity (Study A exp. 5): one broken token cannot reach exp(inf)."""
+
+
+@dataclass(frozen=True)
+class Seq:
+    """A token sequence and its scored spans: [start, end) token positions, each token predicted from the
+    one before it (so 1 <= start < end <= len(ids))."""
+
+    ids: tuple[int, ...]
+    spans: tuple[tuple[int, int], ...]
+
+    def __post_init__(self):
+        if not self.spans:
+            raise ValueError("Seq needs at least one scored span")
+        for start, end in self.spans:
+            if not 1 <= start < end <= len(self.ids):
+                raise ValueError(f"span [{start}, {end}) is not inside [1, {len(self.ids)}]")
+
+
+@dataclass
+class SeqScores:
+    """Per-span log-likelihood statistics for every intervention set: arrays [set, span], spans in the order
+    of the sequences and, within one, of its spans."""
+
+    logp: np.ndarray
+    """Sum of log p(token) over the scored span."""
+    nll_clamped: np.ndarray
+    """Sum of min(-log p, LOSS_CLAMP) over the scored span."""
+    n_tok: np.ndarray
+    """Scored tokens."""
+    n_clamped: np.ndarray
+    """Scored tokens whose loss reached the clamp."""
+    exact: np.ndarray
+    """1.0 where every scored token is the argmax prediction (teacher forced), else 0.0."""
+
+    def __post_init__(self):
+        shape = self.logp.shape
+        for name in ("nll_clamped", "n_tok", "n_clamped", "exact"):
+            if getattr(self, name).shape != shape:
+                raise ValueError(f"SeqScores.{name} has shape {getattr(self, name).shape}, expected {shape}")
+        if len(shape) != 2:
+            raise ValueError(f"SeqScores arrays are [set, span], got {shape}")
+
+    def take(self, i: int) -> "SeqScores":
+        """The scores of set i, as a one-set SeqScores."""
+        return SeqScores(*(getattr(self, k)[i:i + 1] for k in
+                           ("logp", "nll_clamped", "n_tok", "n_clamped", "exact")))
+
+
+@dataclass(frozen=True)
+class LMTask:
+    """Perplexity on documents (each token after the first is scored, loss clamped at LOSS_CLAMP)."""
+
+    name: str
+    version: str
+    docs: tuple[tuple[int, ...], ...]
+    kind = "lm"
+
+    def sequences(self) -> list[Seq]:
+        return [Seq(tuple(d), ((1, len(d)),)) for d in self.docs]
+
+    def reduce(self, s: SeqScores) -> dict[str, np.ndarray]:
+        """Per-document totals [item]: clamped loss, tokens, clamped tokens."""
+        return {"nll": s.nll_clamped[0], "tok": s.n_tok[0], "clamped": s.n_clamped[0]}
+
+    def truncated(self, n_tokens: int) -> "LMTask":
+        """The same documents cut to their first n_tokens (context-length stress); shorter ones dropped."""
+        docs = tuple(d[:n_tokens] for d in self.docs if len(d) >= n_tokens)
+        return LMTask(self.name, self.version, docs)
+
+    @property
+    def n(self) -> int:
+        return len(self.docs)
+
+
+@dataclass(frozen=True)
+class ChoiceItem:
+    context: tuple[int, ...]
+    choices: tuple[tuple[int, ...], ...]
+    answer: int
+
+
+@dataclass(frozen=True)
+class ChoiceTask:
+    """Multiple choice by log-likelihood of each continuation; optionally divided by its token count
+    (Study A's length normalisation for HellaSwag and TruthfulQA)."""
+
+    name: str
+    version: str
+    items: tuple[ChoiceItem, ...]
+    length_norm: bool = False
+    kind = "acc"
+
+    def sequences(self) -> list[Seq]:
+        return [Seq(tuple(it.context) + tuple(c), ((len(it.context), len(it.context) + len(c)),))
+                for it in self.items for c in it.choices]
+
+    def reduce(self, s: SeqScores) -> dict[str, np.ndarray]:
+        score = s.logp[0] / s.n_tok[0] if self.length_norm else s.logp[0]
+        correct, k = [], 0
+        for it in self.items:
+            n = len(it.choices)
+            correct.append(float(int(np.argmax(score[k:k + n])) == it.answer))
+            k += n
+        return {"correct": np.asarray(correct)}
+
+    @property
+    def n(self) -> int:
+        return len(self.items)
+
+
+@dataclass(frozen=True)
+class SpanItem:
+    ids: tuple[int, ...]
+    """The whole sequence, answers included (teacher forced)."""
+    spans: tuple[tuple[int, int], ...]
+    """[start, end) positions of each answer."""
+
+
+@dataclass(frozen=True)
+class SpanTask:
+    """Exact match of answer spans as greedy (argmax) predictions, teacher forced: one forward per item,
+    equal to greedy decoding of an answer as long as its earlier tokens were right. An item scores the
+    fraction of its spans that are exact (needle: one span; associative recall: one per query)."""
+
+    name: str
+    version: str
+    items: tuple[SpanItem, ...]
+    kind = "acc"
+
+    def sequences(self) -> list[Seq]:
+        return [Seq(tuple(it.ids), tuple(it.spans)) for it in self.items]
+
+    def reduce(self, s: SeqScores) -> dict[str, np.ndarray]:
+        exact, out, k = s.exact[0], [], 0
+        for it in self.items:
+            out.append(float(np.mean(exact[k:k + len(it.spans)])))
+            k += len(it.spans)
+        return {"correct": np.asarray(out)}
+
+    @property
+    def n(self) -> int:
+        return len(self.items)
+
+
+@dataclass(frozen=True)
+class GenItem:
+    prompt: tuple[int, ...]
+    answer: str
+
+
+@dataclass(frozen=True)
+class GenTask:
+    """Greedy generation scored by exact match of the extracted answer (GSM8K: the number after '####')."""
+
+    name: str
+    version: str
+    items: tuple[GenItem, ...]
+    max_new_tokens: int = 128
+    extract: str = "gsm8k"
+    kind = "gen"
+    tokenizer: object = field(default=None, compare=False, repr=False)
+
+    @property
+    def n(self) -> int:
+        return len(self.items)
+
+
+Task = LMTask | ChoiceTask | SpanTask | GenTask
