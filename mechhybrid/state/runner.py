@@ -1,0 +1,209 @@
+"""The segmented forward: foundation interventions and state interventions composed in one call.
+
+The sequence runs through the model's own cache in segments that end right after every position where a state is
+read, patched or edited; at each boundary the state is copied (read) or overwritten in the cache (patch, edit),
+so later tokens are computed from it through the model's own recurrence. Memory is the model's forward over one
+segment plus one state per requested (layer, position): the `[seq, state]` trajectory is never materialised.
+Families whose multi-token continuation drifts (`StateSpec.continuation == "token"`: jamba, recurrent_gemma)
+continue one token at a time after the first segment, which is exact.
+
+Alternative intervention sets are stacked along the batch, as in `HybridModel.logits_many`: set `i` owns rows
+`[i * batch, (i + 1) * batch)` of every segment and of the cache.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from mechhybrid.engine import compile_plan, visit_points
+from mechhybrid.errors import MechHybridError
+from mechhybrid.interventions import Capture
+from mechhybrid.state import cache as cache_ops
+from mechhybrid.state.localize import (
+    SourceBank, assemble_capture, capture_positions, localize, resolve_position,
+)
+from mechhybrid.state.spec import resolve_layers, spec_for
+from mechhybrid.state.types import EditState, PatchState, ReadState, State, is_state_intervention
+
+
+@dataclass(frozen=True)
+class StateOp:
+    """One state operation of one set, resolved: at absolute `position`, on `layers`."""
+
+    position: int
+    layers: tuple[int, ...]
+    item: object
+    source: dict | None = None
+    """Layer -> State to write (PatchState), already read from its source."""
+
+
+@dataclass
+class Run:
+    """The bookkeeping of one segmented forward over stacked intervention sets."""
+
+    hm: object
+    batch: int
+    total: int
+    """Length of the whole sequence (negative positions count from its end)."""
+    foundation: list[list]
+    """Per set: the foundation interventions active in this phase."""
+    ops: list[list[StateOp]]
+    """Per set: the state operations active in this phase."""
+    bank: SourceBank = field(default_factory=SourceBank)
+    captures: list[dict] = field(default_factory=list)
+    """Per set: component -> (Capture, pieces, recorded absolute positions)."""
+    states: list[dict] = field(default_factory=list)
+    """Per set: (layer, position) -> State."""
+
+    def __post_init__(self):
+        self.captures = [{} for _ in self.foundation]
+        self.states = [{} for _ in self.foundation]
+
+    @property
+    def n_sets(self) -> int:
+        return len(self.foundation)
+
+    def rows(self, index: int) -> slice:
+        return slice(index * self.batch, (index + 1) * self.batch)
+
+    def boundaries(self) -> list[int]:
+        return sorted({op.position for ops in self.ops for op in ops})
+
+    def modifies(self) -> bool:
+        return any(not isinstance(op.item, ReadState) for ops in self.ops for op in ops)
+
+
+def split_interventions(interventions) -> tuple[list, list]:
+    """(foundation interventions, state interventions), each in the given order."""
+    foundation = [i for i in interventions if not is_state_intervention(i)]
+    return foundation, [i for i in interventions if is_state_intervention(i)]
+
+
+def resolve_ops(hm, items, total: int, phase: str, batch: int, default_positions=None) -> list[StateOp]:
+    """State interventions active in `phase`, checked against the model and a `total`-token sequence."""
+    ops = []
+    for item in items:
+        if item.phase not in ("all", phase):
+            continue
+        layers = resolve_layers(hm, item.layers)
+        if isinstance(item, ReadState):
+            positions = item.positions if item.positions is not None else default_positions
+            if positions is None:
+                raise MechHybridError("ReadState(positions=None) means every generated token: use it in generate")
+            ops += [StateOp(resolve_position(p, total, "ReadState position"), layers, item) for p in positions]
+            continue
+        position = resolve_position(item.position, total, f"{type(item).__name__} position")
+        source = _patch_source(hm, item, layers, position, batch) if isinstance(item, PatchState) else None
+        ops.append(StateOp(position, layers, item, source))
+    return ops
+
+
+def _patch_source(hm, item: PatchState, layers, position: int, batch: int) -> dict:
+    if item.state is not None:
+        missing = [layer for layer in layers if layer not in item.state]
+        if missing:
+            raise MechHybridError(f"PatchState state has no entry for layer {missing[0]}")
+        return {layer: item.state[layer] for layer in layers}
+    source = item.source_ids
+    if source.shape[0] not in (1, batch):
+        raise MechHybridError(f"PatchState source_ids has batch {source.shape[0]}; the input has {batch}")
+    from mechhybrid.state.api import read_state
+
+    states = read_state(hm, source, layers, [resolve_position(position, source.shape[1], "PatchState position")])
+    return {layer: states[(layer, position % source.shape[1])] for layer in layers}
+
+
+def apply_ops(run: Run, cache, position: int) -> None:
+    """Apply every set's state operations at `position`, in the order they were given."""
+    for index, ops in enumerate(run.ops):
+        rows = run.rows(index)
+        for op in ops:
+            if op.position != position:
+                continue
+            for layer in op.layers:
+                if isinstance(op.item, ReadState):
+                    run.states[index][(layer, position)] = cache_ops.read(run.hm, cache, layer, position, rows)
+                elif isinstance(op.item, PatchState):
+                    cache_ops.write(run.hm, cache, layer, op.source[layer], rows)
+                else:
+                    current = cache_ops.read(run.hm, cache, layer, position, rows)
+                    edited = op.item.fn(current)
+                    if not isinstance(edited, State):
+                        raise MechHybridError("EditState fn must return a State (use state.replace(...))")
+                    cache_ops.write(run.hm, cache, layer, edited, rows)
+
+
+def run_segment(run: Run, cache, input_ids: torch.Tensor, start: int, stop: int, phase: str) -> torch.Tensor:
+    """Tokens [start, stop) of every set through the cache, with the foundation interventions localized."""
+    hm = run.hm
+    local_sets = []
+    for index, items in enumerate(run.foundation):
+        local = []
+        for item in items:
+            piece = localize(item, start, stop, run.total, run.bank)
+            if piece is not None:
+                local.append(piece)
+        local_sets.append(local)
+    segment = input_ids[:, start:stop]
+    plan = compile_plan(hm, segment, local_sets, phase=phase)
+    run.bank.supply(plan)
+    stacked = segment.repeat(run.n_sets, 1).to(hm.device)
+    kwargs = cache_ops.forward_kwargs(hm, cache, start, stop, stacked.shape[0])
+    with torch.no_grad(), hm.nn.trace(stacked, **kwargs):
+        visit_points(hm, plan.ops, {})
+        logits = hm.nn.output.logits.save()
+    _collect_captures(run, plan, start, stop)
+    return logits
+
+
+def _collect_captures(run: Run, plan, start: int, stop: int) -> None:
+    for index, items in enumerate(run.foundation):
+        for item in items:
+            if not isinstance(item, Capture):
+                continue
+            recorded = capture_positions(item, start, stop, run.total)
+            if not recorded:
+                continue
+            for component in item.components:
+                _, pieces, seen = run.captures[index].setdefault(component, (item, [], []))
+                pieces.append(plan.captures[index][component])
+                seen.extend(recorded)
+
+
+def finish_captures(run: Run) -> list[dict]:
+    return [
+        {c: assemble_capture(item, pieces, seen, run.total) for c, (item, pieces, seen) in captures.items()}
+        for captures in run.captures
+    ]
+
+
+def segments(hm, start: int, stop: int, boundaries, fresh: bool) -> list[tuple[int, int]]:
+    """[a, b) pieces of [start, stop) that end right after each boundary; one-token pieces after the first
+    piece where the family's multi-token continuation is not exact."""
+    cuts = sorted({p + 1 for p in boundaries if start < p + 1 < stop} | {stop})
+    pieces, a = [], start
+    for b in cuts:
+        pieces.append((a, b))
+        a = b
+    if spec_for(hm).continuation == "chunk":
+        return pieces
+    out = []
+    for a, b in pieces:
+        if a == 0 and fresh:
+            out.append((a, b))
+        else:
+            out.extend((t, t + 1) for t in range(a, b))
+    return out
+
+
+def run_span(run: Run, cache, input_ids, start: int, stop: int, phase: str, fresh: bool) -> torch.Tensor:
+    """Tokens [start, stop) in segments, applying state operations at the boundaries; `[rows, seq, vocab]`."""
+    boundaries = set(run.boundaries())
+    pieces = []
+    for a, b in segments(run.hm, start, stop, boundaries, fresh):
+        pieces.append(run_segment(run, cache, input_ids, a, b, phase))
+        if b - 1 in boundaries:
+            apply_ops(run, cache, b - 1)
+    return torch.cat(pieces, dim=1)
