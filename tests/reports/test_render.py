@@ -1,0 +1,149 @@
+"""render() and the `report` CLI handler: the pages, byte-for-byte determinism, bad input, no torch."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import MODELS, ablation_rows, result, study_results, write_results
+
+import reports
+from reports._errors import MechHybridError
+
+
+def _run_cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="mechhybrid")
+    reports.add_report_command(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.handler(args)
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*.html"))}
+
+
+def test_pages_written(rendered_study):
+    names = sorted(p.relative_to(rendered_study).as_posix() for p in rendered_study.rglob("*.html"))
+    assert names == ["compare.html", "index.html", "models/zoo_gdn-hybrid.html", "models/zoo_tiny-mamba2.html",
+                     "models/zoo_tiny-qwen2.html"]
+    index = (rendered_study / "index.html").read_text(encoding="utf-8")
+    for needle in ("zoo:gdn-hybrid", "Transformer control", "pure-SSM control", "zoo-lang-1", "torch 2.13.0",
+                   'href="results.csv"', 'href="compare.html"', "results/zoo_gdn-hybrid/component_ablation.json"):
+        assert needle in index
+
+
+def test_compare_page_orders_hybrids_before_controls(rendered_study):
+    text = (rendered_study / "compare.html").read_text(encoding="utf-8")
+    hybrid, transformer, ssm = (text.index(f"models/{name}.html") for name in
+                                ("zoo_gdn-hybrid", "zoo_tiny-qwen2", "zoo_tiny-mamba2"))
+    assert hybrid < transformer < ssm
+
+
+def test_same_results_same_bytes_through_the_cli(rendered_study, tmp_path, capsys):
+    before = _snapshot(rendered_study)
+    copy = tmp_path / "again"
+    shutil.copytree(rendered_study / "results", copy / "results")
+    shutil.copy(rendered_study / "results.csv", copy / "results.csv")
+    # A fresh directory, after other renders in this process (altair's global counters have moved on).
+    assert _run_cli(["report", str(copy)]) == 0
+    assert _snapshot(copy) == before
+    assert str(copy / "index.html") in capsys.readouterr().out
+
+
+def test_family_keeps_its_colour_on_every_page(rendered_study):
+    import re
+
+    colours: dict[str, set[str]] = {}
+    for page in rendered_study.rglob("*.html"):
+        text = page.read_text(encoding="utf-8")
+        for domain, range_ in re.findall(r'"domain":(\[[^\]]*\]),"range":(\[[^\]]*\])', text):
+            for family, colour in zip(json.loads(domain), json.loads(range_)):
+                colours.setdefault(family, set()).add(colour)
+    assert set(colours) == {"qwen3_5", "qwen2", "mamba2"}
+    assert all(len(c) == 1 for c in colours.values()), colours
+    assert len({next(iter(c)) for c in colours.values()}) == 3
+
+
+def test_corrupt_json_is_one_line_and_the_rest_renders(tmp_path, capsys):
+    out = write_results(tmp_path, study_results()[2:4])  # the Transformer control's two results
+    bad = out / "results" / "zoo_tiny-qwen2" / "representation.json"
+    bad.write_text(bad.read_text()[:500], encoding="utf-8")  # truncated mid-write
+    assert _run_cli(["report", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(bad) in err[0] and "corrupt or truncated JSON" in err[0]
+    assert (out / "models" / "zoo_tiny-qwen2.html").is_file()  # its ablation result still renders
+    assert "component_ablation" in (out / "models" / "zoo_tiny-qwen2.html").read_text(encoding="utf-8")
+    assert str(bad) in (out / "index.html").read_text(encoding="utf-8")
+
+
+def test_wrong_schema_is_named_too(tmp_path):
+    model = MODELS["ssm"]
+    out = write_results(tmp_path, [result(model, "component_ablation", ablation_rows(model, random.Random(0)))])
+    (out / "results" / "x").mkdir()
+    (out / "results" / "x" / "a.json").write_text(json.dumps({"schema_version": 9}), encoding="utf-8")
+    with pytest.raises(reports.UnreadableResultsError) as caught:
+        reports.render(out)
+    assert isinstance(caught.value, MechHybridError)
+    assert caught.value.problems == [f"{out}/results/x/a.json: schema_version 9, expected 1; skipped, the other "
+                                     "results are rendered"]
+    assert out / "compare.html" in caught.value.pages
+
+
+def test_nothing_to_render_is_a_user_error(tmp_path, capsys):
+    assert _run_cli(["report", str(tmp_path)]) == 2
+    assert "no results to report" in capsys.readouterr().err
+
+
+def test_renders_with_torch_blocked(tmp_path):
+    write_results(tmp_path / "out", study_results()[4:6])  # the pure-SSM control's two results
+    script = textwrap.dedent(f"""
+        import sys
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("torch", "transformers", "nnsight"):
+                    raise ImportError("blocked: " + name)
+        sys.meta_path.insert(0, Block())
+        import reports
+        reports.render({str(tmp_path / "out")!r})
+        leaked = [m for m in sys.modules if m.split(".")[0] in ("torch", "transformers", "nnsight")]
+        assert not leaked, leaked
+        print("ok")
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          cwd=Path(reports.__file__).parents[1])
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+    assert (tmp_path / "out" / "compare.html").is_file()
+
+
+def test_screenshot_flag_reaches_render(tmp_path, monkeypatch):
+    import reports.screenshot
+
+    model = MODELS["transformer"]
+    out = write_results(tmp_path, [result(model, "component_ablation", ablation_rows(model, random.Random(0)))])
+    taken = []
+    monkeypatch.setattr(reports.screenshot, "screenshot_pages", lambda pages: taken.extend(pages) or [])
+    assert _run_cli(["report", str(out), "--screenshot"]) == 0
+    assert sorted(p.name for p in taken) == ["compare.html", "index.html", "zoo_tiny-qwen2.html"]
+
+
+def test_screenshot_writes_pngs(rendered_study, tmp_path):
+    from conftest import CHROMIUM
+
+    from reports.screenshot import screenshot_pages
+
+    if not CHROMIUM.exists():
+        pytest.skip("/usr/bin/chromium is missing (CI installs it: apt-get install -y chromium)")
+    pages = [rendered_study / "index.html", rendered_study / "models" / "zoo_gdn-hybrid.html"]
+    for page in pages:
+        shutil.copy(page, tmp_path / page.name)
+    pngs = screenshot_pages([tmp_path / page.name for page in pages])
+    assert [p.name for p in pngs] == ["index.png", "zoo_gdn-hybrid.png"]
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    assert pngs[1].stat().st_size > 50_000  # the charts were drawn, not a blank page
