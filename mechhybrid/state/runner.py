@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from mechhybrid.engine import compile_plan, visit_points
+from mechhybrid.engine import compile_plan
 from mechhybrid.errors import MechHybridError
 from mechhybrid.interventions import Capture
 from mechhybrid.state import cache as cache_ops
@@ -151,11 +151,44 @@ def run_segment(run: Run, cache, input_ids: torch.Tensor, start: int, stop: int,
     run.bank.supply(plan)
     stacked = segment.repeat(run.n_sets, 1).to(hm.device)
     kwargs = cache_ops.forward_kwargs(hm, cache, start, stop, stacked.shape[0])
-    with torch.no_grad(), hm.nn.trace(stacked, **kwargs):
-        visit_points(hm, plan.ops, {})
-        logits = hm.nn.output.logits.save()
+    logits = forward_with_ops(hm, plan.ops, stacked, kwargs)
     _collect_captures(run, plan, start, stop)
     return logits
+
+
+def _first(value):
+    return value[0] if isinstance(value, (tuple, list)) else value
+
+
+def forward_with_ops(hm, ops: dict, input_ids: torch.Tensor, kwargs: dict) -> torch.Tensor:
+    """One forward applying a compiled plan's operations with plain torch hooks; `[rows, seq, vocab]` logits.
+
+    The operations are the engine's own (`compile_plan`), applied in place to the same tensors that nnsight's
+    `visit_points` would hand them (a module's first input, its first output). Plain hooks because a segmented
+    run makes one forward per segment (one per token in generation): nnsight's trace setup cost ~25 ms per
+    forward on the tiny models (benchmarks/bench_state.py), more than the forward itself.
+    """
+    stash: dict = {}
+    handles = []
+
+    def run_ops(point, tensor):
+        for op in ops[point]:
+            op.fn(tensor, op.rows, stash)
+
+    try:
+        for point in ops:
+            path, io = point
+            module = hm.module(path)
+            if io == "in":
+                hook = lambda m, args, kw, point=point: run_ops(point, _first(args) if args else next(iter(kw.values())))
+                handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
+            else:
+                handles.append(module.register_forward_hook(lambda m, a, out, point=point: run_ops(point, _first(out))))
+        with torch.no_grad():
+            return hm.hf_model(input_ids, **kwargs).logits
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def _collect_captures(run: Run, plan, start: int, stop: int) -> None:
