@@ -30,3 +30,14 @@ def notice_reference_path(kinds) -> None:
         "(exact, slower). On a CUDA machine: pip install flash-linear-attention mamba-ssm causal-conv1d",
         ", ".join(missing),
     )
+
+
+class _DropKernelFallbackNotes(logging.Filter):
+    """transformers says "falling back to its reference PyTorch implementation" once per kernel function (up to
+    four lines per model); mechhybrid's single notice above replaces that wall."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "falling back to its reference PyTorch implementation" not in record.getMessage()
+
+
+logging.getLogger("transformers.integrations.hub_kernels").addFilter(_DropKernelFallbackNotes())

@@ -126,9 +126,16 @@ def _load_directory(directory: Path, dtype, device_map, allow_pickle: bool, trus
 def _load_tokenizer(directory: Path):
     if not any((directory / name).exists() for name in ("tokenizer.json", "tokenizer_config.json", "vocab.json")):
         return None
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
+    # transformers 5 picks the tokenizer class from config.model_type (Qwen2Tokenizer for a qwen2 config) even
+    # when tokenizer_config.json names a generic tokenizers backend: a word-level tokenizer then encodes every
+    # text to []. Honour the generic class when the checkpoint names it.
+    settings_path = directory / "tokenizer_config.json"
+    settings = json.loads(settings_path.read_text()) if settings_path.is_file() else {}
+    generic = settings.get("tokenizer_class") in ("TokenizersBackend", "PreTrainedTokenizerFast")
+    loader = PreTrainedTokenizerFast if generic else AutoTokenizer
     try:
-        return AutoTokenizer.from_pretrained(directory, local_files_only=True)
+        return loader.from_pretrained(directory, local_files_only=True)
     except Exception as error:
         raise MechHybridError(f"could not load the tokenizer in {directory}: {error}") from None
