@@ -58,8 +58,15 @@ def cmd_inspect(args) -> int:
     return 0
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse prints a usage block before its error; users get the one line that matters (and --help)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mechhybrid", description=__doc__.splitlines()[0])
+    parser = _OneLineParser(prog="mechhybrid", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     inspect = commands.add_parser("inspect", help="print a model's component map")
     inspect.add_argument("model", help="zoo:NAME, a local checkpoint directory, or a hub id in the local cache")
