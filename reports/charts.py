@@ -10,6 +10,8 @@ renders of the same results differ in bytes.
 
 from __future__ import annotations
 
+from functools import partial
+
 import altair as alt
 
 from reports import tables
@@ -18,6 +20,7 @@ from reports.palette import Palette, family_palette
 __all__ = [
     "group_bars", "ppl_ratio_bars", "layer_heatmap", "thirds_bars", "resilience_strip",
     "context_lines", "diagnostic_scatter", "correlation_bars", "generic_points", "chart_for_result", "TOOLTIP",
+    "is_drop", "is_ratio",
 ]
 
 # Exact text of every number (the repr that results.csv holds), plus where it came from.
@@ -90,20 +93,31 @@ def ppl_ratio_bars(results, palette: Palette | None = None):
         title="ablated / baseline perplexity (dashed: no change)")
 
 
-def layer_heatmap(results, analysis: str = "component_ablation", palette: Palette | None = None):
-    """Study A exp. 3 and 7: one cell per (layer, component kind), one panel per metric and model; each panel
-    has its own colour scale because drops, ratios and diagnostics do not share units (so `palette`, taken for
-    a uniform signature, is unused: the colour here is the value, not the family)."""
-    records = tables.layer_records(results, analysis)
+def layer_heatmap(results, analysis: str = "component_ablation", palette: Palette | None = None,
+                  metric=None, log: bool = False):
+    """Study A exp. 3 and 7: one cell per (layer, component kind), one panel per metric and model, for the
+    rows whose metric passes `metric` (a predicate). Each panel has its own colour scale because drops and
+    diagnostics do not share units; `log` for ratios, which span orders of magnitude. (`palette` is taken
+    for a uniform signature and unused: the colour here is the value, not the family.)"""
+    records = tables.layer_records(results, analysis, metric)
     if not records:
         return None
+    scale = alt.Scale(scheme="viridis", type="log") if log else alt.Scale(scheme="viridis")
     cells = _base(records).mark_rect().encode(
         x=alt.X("layer:O", title="layer"), y=alt.Y("kind:N", title=None, sort=None),
-        color=alt.Color("value:Q", scale=alt.Scale(scheme="viridis"), title=None),
+        color=alt.Color("value:Q", scale=scale, title=None),
         tooltip=TOOLTIP + [alt.Tooltip("layer:Q")],
     ).properties(width=alt.Step(16), height=alt.Step(22))
     return cells.facet(row=alt.Row("metric:N", title=None, sort=None),
                        column=alt.Column("model:N", title=None, sort=None)).resolve_scale(color="independent")
+
+
+def is_drop(metric: str) -> bool:
+    return metric.startswith("drop:")
+
+
+def is_ratio(metric: str) -> bool:
+    return metric == "ppl_ratio"
 
 
 def thirds_bars(results, palette: Palette | None = None):
@@ -131,7 +145,7 @@ def resilience_strip(results, palette: Palette | None = None):
     trials = tables.resilience_records(results)
     if not trials:
         return None
-    records = [dict(r, statistic="trial") for r in trials] + tables.resilience_medians(trials)
+    records = [dict(r, statistic="trial") for r in trials] + tables.resilience_medians(trials, results)
     x = alt.X("n_removed:O", title="random layers removed")
     y = alt.Y("value:Q", title="value (log)", scale=alt.Scale(type="log"))
     offset = alt.XOffset("model:N", sort=None)
@@ -142,7 +156,7 @@ def resilience_strip(results, palette: Palette | None = None):
         color="#000000", thickness=2, size=18).encode(
         x=x, xOffset=offset, y=y, tooltip=[alt.Tooltip("statistic:N")] + TOOLTIP + [alt.Tooltip("n_trials:Q")])
     layered = alt.layer(dots, medians).properties(width=_WIDTH, height=_HEIGHT)
-    return layered.facet(column=alt.Column("metric:N", title=None, sort=None)).resolve_scale(y="independent")
+    return layered.facet(column=alt.Column("panel:N", title=None, sort=None)).resolve_scale(y="independent")
 
 
 def context_lines(results, palette: Palette | None = None):
@@ -171,12 +185,14 @@ def diagnostic_scatter(representation, ablation, palette: Palette | None = None)
         return None
     points = _base(records).mark_point(filled=True, size=55, opacity=0.8).encode(
         x=alt.X("value:Q", title="diagnostic", scale=alt.Scale(zero=False)),
-        y=alt.Y("drop:Q", title="accuracy drop"),
+        y=alt.Y("drop:Q", title="effect of removing it"),
         color=_colour(representation, palette), shape=alt.Shape("kind:N", title="component", sort=None),
-        tooltip=TOOLTIP + [alt.Tooltip("drop_exact:N", title="drop"), alt.Tooltip("drop_n:Q", title="drop n"),
+        tooltip=TOOLTIP + [alt.Tooltip("drop_metric:N", title="effect metric"),
+                           alt.Tooltip("drop_exact:N", title="effect"), alt.Tooltip("drop_n:Q", title="effect n"),
                            alt.Tooltip("spearman_exact:N", title="Spearman rho"), alt.Tooltip("layer:Q")],
     ).properties(width=_WIDTH * 0.8, height=_HEIGHT * 0.8)
-    return points.facet(facet=alt.Facet("panel:N", title=None, sort=None), columns=3).resolve_scale(x="independent")
+    return points.facet(facet=alt.Facet("panel:N", title=None, sort=None), columns=3).resolve_scale(
+        x="independent", y="independent")
 
 
 def correlation_bars(representation, palette: Palette | None = None):
@@ -217,9 +233,10 @@ def generic_points(results, palette: Palette | None = None):
 
 
 _BY_ANALYSIS = {
-    "component_ablation": (group_bars, ppl_ratio_bars, layer_heatmap, thirds_bars, resilience_strip,
-                           context_lines),
-    "representation": (lambda r, palette=None: layer_heatmap(r, "representation"), correlation_bars),
+    "component_ablation": (
+        group_bars, ppl_ratio_bars, partial(layer_heatmap, metric=is_drop),
+        partial(layer_heatmap, metric=is_ratio, log=True), thirds_bars, resilience_strip, context_lines),
+    "representation": (partial(layer_heatmap, analysis="representation"), correlation_bars),
 }
 
 
@@ -227,7 +244,9 @@ def chart_for_result(result, palette: Palette | None = None):
     """Every chart one Result supports, stacked: what a notebook shows for `Result.chart()`."""
     result = tables.as_results(result)[0]
     makers = _BY_ANALYSIS.get(result.get("analysis"), (generic_points,))
-    charts = [chart for make in makers if (chart := make(result, palette=palette)) is not None]
+    # One chart set per ablation semantics, as on the report's pages (a zero and a mean bar must not overlap).
+    parts = [tables.only_method(result, m)[0] for m in tables.methods_of(result)] or [result]
+    charts = [chart for part in parts for make in makers if (chart := make(part, palette=palette)) is not None]
     if not charts:
         raise ValueError(f"the {result.get('analysis')!r} result has no rows to chart")
     if len(charts) == 1:

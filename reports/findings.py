@@ -94,8 +94,9 @@ def layer_findings(records: list[dict]) -> list[str]:
         top = _largest_first([r for r in group if r["value"] is not None])
         if top:
             r = top[0]
+            unit = "x" if metric == "ppl_ratio" else ""
             out.append(f"{_model(r)}: the largest {label(metric)} of one component is at "
-                       f"{label('layer ' + str(r['layer']) + ' ' + r['kind'])}: {effect(r)}.")
+                       f"{label('layer ' + str(r['layer']) + ' ' + r['kind'])}: {effect(r, unit)}.")
     return out
 
 
@@ -104,7 +105,8 @@ def third_findings(records: list[dict]) -> list[str]:
     out = []
     for (model, kind, metric), group in _by(records, "model", "kind", "metric").items():
         by_position = {r["position"]: r for r in group}
-        parts = [f"{label(p)} {effect(by_position[p])}" for p in tables.THIRDS if p in by_position]
+        unit = "x" if metric == "ppl_ratio" else ""
+        parts = [f"{label(p)} {effect(by_position[p], unit)}" for p in tables.THIRDS if p in by_position]
         out.append(f"{_model(group[0])}: {label(metric)} with one third of {label(kind)} removed: "
                    + "; ".join(parts) + ".")
     return out
@@ -115,8 +117,8 @@ def resilience_findings(trials: list[dict], medians: list[dict]) -> list[str]:
     out = []
     for (model, metric, removed), group in _by(trials, "model", "metric", "n_removed").items():
         values = sorted(r["value"] for r in group if r["value"] is not None)
-        median = next((m for m in medians if (m["model"], m["metric"], m["n_removed"]) == (model, metric, removed)),
-                      None)
+        median = next((m for m in medians if (m["model"], m.get("panel", m["metric"]), m["n_removed"])
+                       == (model, metric, removed)), None)
         if median is None:
             continue
         layers = f"{removed} random layer" + ("" if removed == 1 else "s")

@@ -39,23 +39,35 @@ def _block(title, sentences, chart, records, results) -> ChartBlock | None:
 
 
 def ablation_blocks(results: list[dict], palette: Palette) -> list[ChartBlock]:
-    """Study A experiments 1-6, for one model or (on the comparison page) for all of them."""
+    """Study A experiments 1-6, for one model or (on the comparison page) all of them: one set of charts per
+    ablation semantics, because the same condition under `zero` and `mean` is two different experiments."""
+    blocks = []
+    for method in tables.methods_of(results):
+        blocks += _ablation_blocks(tables.only_method(results, method), palette, f" ({method} ablation)")
+    return blocks
+
+
+def _ablation_blocks(results: list[dict], palette: Palette, suffix: str) -> list[ChartBlock]:
     group, ratio = tables.group_records(results), tables.ppl_ratio_records(results)
-    layers, thirds = tables.layer_records(results), tables.third_records(results)
-    trials, context = tables.resilience_records(results), tables.context_records(results)
-    medians = tables.resilience_medians(trials)
+    drops = tables.layer_records(results, metric=charts.is_drop)
+    ratios = tables.layer_records(results, metric=charts.is_ratio)
+    thirds, context = tables.third_records(results), tables.context_records(results)
+    trials = tables.resilience_records(results)
+    medians = tables.resilience_medians(trials, results)
     blocks = [
-        _block("Group ablation: accuracy drop", findings.group_findings(group),
+        _block("Group ablation: accuracy drop" + suffix, findings.group_findings(group),
                charts.group_bars(results, palette), group, results),
-        _block("Perplexity under group ablation", findings.ppl_ratio_findings(ratio),
+        _block("Perplexity under group ablation" + suffix, findings.ppl_ratio_findings(ratio),
                charts.ppl_ratio_bars(results, palette), ratio, results),
-        _block("One component at a time", findings.layer_findings(layers),
-               charts.layer_heatmap(results), layers, results),
-        _block("Thirds of the depth", findings.third_findings(thirds),
+        _block("One component at a time: accuracy drop" + suffix, findings.layer_findings(drops),
+               charts.layer_heatmap(results, metric=charts.is_drop), drops, results),
+        _block("One component at a time: perplexity ratio" + suffix, findings.layer_findings(ratios),
+               charts.layer_heatmap(results, metric=charts.is_ratio, log=True), ratios, results),
+        _block("Thirds of the depth" + suffix, findings.third_findings(thirds),
                charts.thirds_bars(results, palette), thirds, results),
-        _block("Resilience: random layers removed", findings.resilience_findings(trials, medians),
+        _block("Resilience: random layers removed" + suffix, findings.resilience_findings(trials, medians),
                charts.resilience_strip(results, palette), trials, results),
-        _block("Context-length stress", findings.context_findings(context),
+        _block("Context-length stress" + suffix, findings.context_findings(context),
                charts.context_lines(results, palette), context, results),
     ]
     return [b for b in blocks if b is not None]

@@ -18,7 +18,8 @@ from reports.palette import ROLE_LABELS, role_of
 __all__ = [
     "KIND_LABELS", "THIRDS", "kind_label", "as_results", "group_records", "ppl_ratio_records",
     "layer_records", "third_records", "resilience_records", "resilience_medians", "context_records",
-    "correlation_records", "diagnostic_records", "all_records", "exact",
+    "correlation_records", "diagnostic_records", "all_records", "exact", "methods_of", "only_method",
+    "is_effect", "POSITIVE_METRICS",
 ]
 
 KIND_LABELS = {"attention": "attention", "ssm": "SSM", "linear_attention": "linear attention",
@@ -47,6 +48,27 @@ def as_results(results) -> list[dict]:
     if isinstance(results, dict) or hasattr(results, "to_dict"):
         return [as_result_dict(results)]
     return [as_result_dict(result) for result in results]
+
+
+# Metrics drawn on log axes: never zero or negative (clamp_frac, often 0, stays in the raw table).
+POSITIVE_METRICS = ("ppl", "ppl_ratio")
+
+
+def is_effect(metric: str) -> bool:
+    """The metrics that say what removing a component did: accuracy drops and perplexity ratios."""
+    return metric.startswith("drop:") or metric == "ppl_ratio"
+
+
+def methods_of(results) -> list[str]:
+    """Ablation semantics used by the rows, sorted; 'none' (baselines) is not one."""
+    return sorted({str(row["method"]) for result in as_results(results) for row in result["rows"]} - {"none"})
+
+
+def only_method(results, method: str) -> list[dict]:
+    """The Results with only the rows of one ablation semantics (plus the baselines they are measured
+    against): the same condition run with `zero` and with `mean` must not share a bar."""
+    return [dict(result, rows=[row for row in result["rows"] if row["method"] in (method, "none")])
+            for result in as_results(results)]
 
 
 def _record(result: dict, row: dict, **parsed) -> dict:
@@ -112,48 +134,69 @@ def ppl_ratio_records(results) -> list[dict]:
     return records
 
 
-def layer_records(results, analysis: str = "component_ablation") -> list[dict]:
-    """`layer:<layer>:<kind>` on every metric (drops, ppl_ratio, or the representation diagnostics)."""
+def layer_records(results, analysis: str = "component_ablation", metric=None) -> list[dict]:
+    """`layer:<layer>:<kind>` rows whose metric passes `metric` (a predicate; default every metric)."""
     records = []
     for result, row in _rows(results, analysis):
         parts = row["condition"].split(":", 2)
+        if metric is not None and not metric(row["metric"]):
+            continue
         if len(parts) == 3 and parts[0] == "layer" and _int(parts[1]) is not None:
             records.append(_record(result, row, layer=_int(parts[1]), kind=kind_label(parts[2])))
     return records
 
 
 def third_records(results) -> list[dict]:
-    """`third:<early|middle|late>:<kind>` on every metric."""
+    """`third:<early|middle|late>:<kind>` on the effect metrics (drops, perplexity ratio)."""
     records = []
     for result, row in _rows(results, "component_ablation"):
         parts = row["condition"].split(":", 2)
-        if len(parts) == 3 and parts[0] == "third" and parts[1] in THIRDS:
+        if len(parts) == 3 and parts[0] == "third" and parts[1] in THIRDS and is_effect(row["metric"]):
             records.append(_record(result, row, position=parts[1], kind=kind_label(parts[2])))
     return records
 
 
 def resilience_records(results) -> list[dict]:
-    """`resilience:<n_removed>:<trial>`: every trial."""
+    """`resilience:<n_removed>:<trial>` on perplexity and its ratio: every trial."""
     records = []
     for result, row in _rows(results, "component_ablation"):
         parts = row["condition"].split(":")
-        if len(parts) == 3 and parts[0] == "resilience" and _int(parts[1]) is not None and _int(parts[2]) is not None:
-            records.append(_record(result, row, n_removed=_int(parts[1]), trial=_int(parts[2])))
+        if (len(parts) == 3 and parts[0] == "resilience" and _int(parts[1]) is not None
+                and _int(parts[2]) is not None and row["metric"] in POSITIVE_METRICS):
+            records.append(_record(result, row, n_removed=_int(parts[1]), trial=_int(parts[2]),
+                                   panel=row["metric"]))
     return records
 
 
-def resilience_medians(records: Sequence[dict]) -> list[dict]:
-    """The median trial of each (model, metric, n_removed): the lower median, so that it is always one of the
-    trials (a number in results.csv) rather than a mean of two; Study A exp. 6 asks for medians because a few
-    outlier trials dominate a Transformer's mean perplexity."""
+def _summary_medians(results) -> dict[tuple, dict]:
+    """(model, metric, n_removed) -> the analysis' own `resilience:<n>:summary` `<metric>_median` row."""
+    found = {}
+    for result, row in _rows(results, "component_ablation"):
+        parts = row["condition"].split(":")
+        if len(parts) == 3 and parts[0] == "resilience" and parts[2] == "summary" and _int(parts[1]) is not None:
+            if row["metric"].endswith("_median"):
+                record = _record(result, row, n_removed=_int(parts[1]), trial=None)
+                found[(record["model"], row["metric"][:-7], record["n_removed"])] = record
+    return found
+
+
+def resilience_medians(records: Sequence[dict], results=()) -> list[dict]:
+    """The median of each (model, metric, n_removed); Study A exp. 6 asks for medians because a few outlier
+    trials dominate a Transformer's mean perplexity. The analysis' summary row when it wrote one; else the
+    lower median trial, so that the number shown is always a number of results.csv, never a mean of two."""
+    summaries = _summary_medians(results)
     groups: dict[tuple, list[dict]] = {}
     for record in records:
         if record["value"] is not None:
             groups.setdefault((record["model"], record["metric"], record["n_removed"]), []).append(record)
     medians = []
-    for key in groups:
-        trials = sorted(groups[key], key=lambda r: (r["value"], r["trial"]))
-        medians.append(dict(trials[(len(trials) - 1) // 2], statistic="median", n_trials=len(trials)))
+    for key, trials in groups.items():
+        if key in summaries:
+            median = dict(summaries[key], panel=key[1])  # drawn in the panel of the trials' metric
+        else:
+            ordered = sorted(trials, key=lambda r: (r["value"], r["trial"]))
+            median = ordered[(len(ordered) - 1) // 2]
+        medians.append(dict(median, statistic="median", n_trials=len(trials)))
     return medians
 
 
@@ -162,7 +205,7 @@ def context_records(results) -> list[dict]:
     records = []
     for result, row in _rows(results, "component_ablation"):
         parts = row["condition"].split(":", 2)
-        if len(parts) != 3 or parts[0] != "context" or _int(parts[1]) is None:
+        if len(parts) != 3 or parts[0] != "context" or _int(parts[1]) is None or row["metric"] not in POSITIVE_METRICS:
             continue
         if parts[2] == "baseline":
             series = "baseline"
@@ -184,26 +227,37 @@ def correlation_records(results) -> list[dict]:
     return records
 
 
+def _behaviour(ablation, benchmark: str, condition: str, method: str):
+    """The ablation row the representation analysis correlated against: the drop on `benchmark`, or, for the
+    language-modelling benchmark (which has no accuracy), the perplexity ratio (its rank order is that of the
+    log ratio the analysis used, so Spearman's rho is the same)."""
+    for metric in (f"drop:{benchmark}", "ppl_ratio"):
+        found = ablation.get((condition, method, metric))
+        if found is not None:
+            return found
+    return None
+
+
 def diagnostic_records(representation, ablation) -> list[dict]:
     """One point per (layer, kind, diagnostic, benchmark): the diagnostic of ablating that component against
-    the drop it caused, joined on the shared `layer:<layer>:<kind>` condition of the two Results."""
-    drops: dict[str, list[dict]] = {}
-    for record in layer_records(ablation):
-        if record["metric"].startswith("drop:"):
-            drops.setdefault(record["condition"], []).append(record)
-    rho = {(r["diagnostic"], r["benchmark"]): r for r in correlation_records(representation)}
+    what the ablation did on the benchmark, joined on the same condition and semantics in the two Results."""
+    by_key = {(r["condition"], r["method"], r["metric"]): r for r in layer_records(ablation, metric=is_effect)}
+    correlations = correlation_records(representation)
+    benchmarks = list(dict.fromkeys(r["benchmark"] for r in correlations))
+    rho = {(r["diagnostic"], r["benchmark"]): r for r in correlations}
     records = []
     for diag in layer_records(representation, "representation"):
-        for drop in drops.get(diag["condition"], []):
-            benchmark = drop["metric"][5:]
+        for benchmark in benchmarks:
+            effect = _behaviour(by_key, benchmark, diag["condition"], diag["method"])
             corr = rho.get((diag["metric"], benchmark))
+            if effect is None or corr is None:
+                continue
             records.append(dict(
-                diag, diagnostic=diag["metric"], benchmark=benchmark, drop=drop["value"],
-                drop_exact=drop["value_exact"], drop_n=drop["n"],
-                spearman_exact=corr["value_exact"] if corr else "n/a",
+                diag, diagnostic=diag["metric"], benchmark=benchmark, drop=effect["value"],
+                drop_exact=effect["value_exact"], drop_metric=effect["metric"], drop_n=effect["n"],
+                spearman_exact=corr["value_exact"],
                 # The rank correlation goes in the panel title, rounded like the prose (numbers.shown).
-                panel=f"{diag['metric']} vs drop on {benchmark}: Spearman rho "
-                      f"{shown(corr['value']) if corr else 'n/a'}",
+                panel=f"{diag['metric']} vs {effect['metric']}: Spearman rho {shown(corr['value'])}",
             ))
     return records
 

@@ -44,32 +44,48 @@ def _row(condition, metric, value, half_width=None, n=100, seed=0, method="zero"
             "ci_high": high, "n": n, "seed": seed}
 
 
-def ablation_rows(model: dict, rng: random.Random, method: str = "zero") -> list[dict]:
+def _lm(rows, rng, condition, method, ratio=None, n=64):
+    """What the analysis writes for a language-modelling condition: ppl, clamp_frac, and the ratio."""
+    rows.append(_row(condition, "ppl", 10 ** rng.uniform(0.7, 4.5), n=n, method=method))
+    rows.append(_row(condition, "clamp_frac", rng.choice([0.0, rng.uniform(0, 0.2)]), n=n, method=method))
+    if ratio is not None:
+        rows.append(_row(condition, "ppl_ratio", ratio, None, n=n, method=method))
+        rows[-1]["ci_low"], rows[-1]["ci_high"] = ratio * rng.uniform(0.7, 0.95), ratio * rng.uniform(1.05, 1.4)
+
+
+def _scored(rows, rng, condition, method):
+    for b in BENCHMARKS:
+        rows.append(_row(condition, f"acc:{b}", rng.uniform(0.2, 0.5), 0.04, method=method))
+        rows.append(_row(condition, f"drop:{b}", rng.uniform(-0.03, 0.5), 0.04, method=method))
+    _lm(rows, rng, condition, method, ratio=10 ** rng.uniform(-0.05, 4.5))
+
+
+def ablation_rows(model: dict, rng: random.Random, method: str = "zero", methods=None) -> list[dict]:
+    """The rows analyses.component_ablation writes (Study A exp. 1-6), for `methods` (default: [method])."""
     mixers = sorted({c["kind"] for c in model["components"] if c["kind"] != "mlp"})
-    rows = [_row("baseline", f"acc:{b}", rng.uniform(0.5, 0.8), n=100, method=method) for b in BENCHMARKS]
-    rows.append(_row("baseline", "ppl", rng.uniform(5, 9), n=64, method=method))
-    for kind in mixers:
-        for b in BENCHMARKS:
-            drop = rng.uniform(-0.02, 0.5)
-            rows.append(_row(f"group:{kind}", f"drop:{b}", drop, 0.04, method=method))
-            for trial in range(3):
-                rows.append(_row(f"random:{kind}:{trial}", f"drop:{b}", rng.uniform(0, 0.5), 0.05, method=method))
-        rows.append(_row(f"group:{kind}", "ppl_ratio", 10 ** rng.uniform(0.2, 4.5), None, n=64, method=method))
-        rows[-1]["ci_low"], rows[-1]["ci_high"] = rows[-1]["value"] * 0.8, rows[-1]["value"] * 1.25
-        for tokens in (128, 256, 512, 1024):
-            rows.append(_row(f"context:{tokens}:group:{kind}", "ppl", 10 ** rng.uniform(1, 4), n=16, method=method))
-        for where in ("early", "middle", "late"):
-            rows.append(_row(f"third:{where}:{kind}", "drop:mmlu", rng.uniform(-0.05, 0.4), 0.06, method=method))
+    rows = [_row("baseline", f"acc:{b}", rng.uniform(0.5, 0.8), 0.04, method="none") for b in BENCHMARKS]
+    _lm(rows, rng, "baseline", "none")
     for tokens in (128, 256, 512, 1024):
-        rows.append(_row(f"context:{tokens}:baseline", "ppl", rng.uniform(6, 12), n=16, method=method))
-    for c in model["components"]:
-        for b in BENCHMARKS:
-            rows.append(_row(f"layer:{c['layer']}:{c['kind']}", f"drop:{b}", rng.uniform(-0.03, 0.3), 0.05,
-                             method=method))
-    for removed in (1, 2):
+        _lm(rows, rng, f"context:{tokens}:baseline", "none", n=16)
+    for m in methods or [method]:
+        for kind in mixers:
+            _scored(rows, rng, f"group:{kind}", m)
+            for trial in range(3):
+                _scored(rows, rng, f"random:{kind}:{trial}", m)
+            for where in ("early", "middle", "late"):
+                _scored(rows, rng, f"third:{where}:{kind}", m)
+            for tokens in (128, 256, 512, 1024):
+                _lm(rows, rng, f"context:{tokens}:group:{kind}", m, ratio=10 ** rng.uniform(0, 3), n=16)
+        for c in model["components"]:
+            _scored(rows, rng, f"layer:{c['layer']}:{c['kind']}", m)
+    for removed in (1, 3):
+        trials = []
         for trial in range(5):
-            rows.append(_row(f"resilience:{removed}:{trial}", "ppl", 10 ** rng.uniform(1, 5), n=64,
-                             method="skip"))
+            _lm(rows, rng, f"resilience:{removed}:{trial}", "skip", ratio=10 ** rng.uniform(0, 4))
+            trials.append(rows[-3]["value"])
+        ordered = sorted(trials)
+        rows.append(_row(f"resilience:{removed}:summary", "ppl_median", ordered[2], n=5, method="skip"))
+        rows.append(_row(f"resilience:{removed}:summary", "ppl_geomean", ordered[1], n=5, method="skip"))
     return rows
 
 
@@ -80,11 +96,12 @@ def representation_rows(model: dict, rng: random.Random, others=()) -> list[dict
         for d in diagnostics:
             rows.append(_row(f"layer:{c['layer']}:{c['kind']}", d, rng.uniform(0, 1), n=64))
     for d in diagnostics:
-        for b in BENCHMARKS:
-            rows.append(_row(f"corr:{d}:{b}", "spearman", rng.uniform(-0.9, 0.9), 0.3, n=len(model["components"])))
+        for b in (*BENCHMARKS, "lm"):  # lm: correlated with the perplexity ratio
+            rho = rng.uniform(-0.6, 0.6)
+            rows.append(_row(f"corr:{d}:{b}", "spearman", rho, 0.35, n=len(model["components"])))
     for other in others:
         for layer in range(model["n_layers"]):
-            rows.append(_row(f"cka_models:{other}", f"cka:{layer}", rng.uniform(0, 1), n=64))
+            rows.append(_row(f"cka_models:{other}", f"cka:{layer}", rng.uniform(0, 1), n=64, method="none"))
     return rows
 
 
@@ -122,8 +139,11 @@ def study_results(seed: int = 0) -> list[dict]:
     rng = random.Random(seed)
     names = [m["name"] for m in MODELS.values()]
     out = []
-    for model in MODELS.values():
-        out.append(result(model, "component_ablation", ablation_rows(model, rng)))
+    for key, model in MODELS.items():
+        # The hybrid was run under two semantics, as Study A's two model families were.
+        methods = ["zero", "mean"] if key == "hybrid" else ["zero"]
+        out.append(result(model, "component_ablation", ablation_rows(model, rng, methods=methods),
+                          method="mixed" if len(methods) > 1 else "zero"))
         out.append(result(model, "representation",
                           representation_rows(model, rng, [n for n in names if n != model["name"]])))
     return out

@@ -122,16 +122,17 @@ def _spec_records(page: Path) -> list[dict]:
 
 
 def test_tooltip_numbers_match_csv_rows(rendered_study):
-    rows = {(r["model"], r["condition"], r["metric"]): r for r in _csv(rendered_study)}
+    rows = {(r["model"], r["condition"], r["method"], r["metric"]): r for r in _csv(rendered_study)}
+    assert len(rows) == len(_csv(rendered_study))  # the key is unique
     checked = 0
     for page in [rendered_study / "compare.html", *sorted((rendered_study / "models").glob("*.html"))]:
         for record in _spec_records(page):
-            row = rows[(record["model"], record["condition"], record["metric"])]
+            row = rows[(record["model"], record["condition"], record["method"], record["metric"])]
             for key, column in (("value_exact", "value"), ("ci_low_exact", "ci_low"), ("ci_high_exact", "ci_high")):
                 assert record[key] == (row[column] or "n/a"), (page.name, record["condition"], key)
             assert str(record["n"]) == row["n"] and str(record["seed"]) == row["seed"]
-            if "drop_exact" in record:  # the scatter joins a representation row with its ablation drop
-                drop = rows[(record["model"], record["condition"], "drop:" + record["benchmark"])]
+            if "drop_exact" in record:  # the scatter joins a representation row with its ablation effect
+                drop = rows[(record["model"], record["condition"], record["method"], record["drop_metric"])]
                 assert record["drop_exact"] == drop["value"]
             checked += 1
     assert checked > 500
