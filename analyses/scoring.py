@@ -163,24 +163,39 @@ def score_seqs(hm, seqs: list[Seq], conds: list[Condition], refs: References | N
     return SeqScores(*out)
 
 
+def _generator(hm, task: GenTask):
+    """hm.generate, or mechhybrid.generation.generate (issue 4); a clear error where neither exists."""
+    if callable(getattr(hm, "generate", None)):
+        return hm.generate
+    try:
+        from mechhybrid.generation import generate
+    except ImportError:
+        raise MechHybridError(f"benchmark {task.name!r} is generative and needs greedy generation, which this "
+                              "mechhybrid lacks; leave it out (exclude_benchmarks)") from None
+    return lambda ids, interventions, max_new_tokens: generate(hm, ids, interventions, max_new_tokens)
+
+
+def _new_tokens(out, prompt_len: int) -> list[int]:
+    """The generated continuation, from a Generation (`.tokens`) or a [batch, seq] / [seq] tensor."""
+    tokens = getattr(out, "tokens", out)
+    tokens = tokens[0] if tokens.ndim == 2 else tokens
+    return tokens[prompt_len:].tolist()
+
+
 def _score_gen(hm, task: GenTask, conds: list[Condition], refs) -> list[dict[str, np.ndarray]]:
     from .datasets.gsm8k import extract_answer
 
-    if not callable(getattr(hm, "generate", None)):
-        raise MechHybridError(f"benchmark {task.name!r} is generative and needs HybridModel.generate, "
-                              "which this mechhybrid lacks; drop it from the benchmarks")
     if task.tokenizer is None:
         raise MechHybridError(f"benchmark {task.name!r} needs the model's tokenizer to read its answers")
+    generate = _generator(hm, task)
     results = []
     for cond in conds:
         correct = []
         for item in task.items:
             ids = torch.tensor([item.prompt], dtype=torch.long)
             with torch.no_grad(), FORWARD:
-                out = hm.generate(ids, interventions_for(cond, ids, refs), max_new_tokens=task.max_new_tokens)
-            out = out[0] if out.ndim == 2 else out
-            new = out[len(item.prompt):] if torch.equal(out[: len(item.prompt)].cpu(), ids[0]) else out
-            text = task.tokenizer.decode(new.tolist(), skip_special_tokens=True)
+                out = generate(ids, interventions_for(cond, ids, refs), max_new_tokens=task.max_new_tokens)
+            text = task.tokenizer.decode(_new_tokens(out, len(item.prompt)), skip_special_tokens=True)
             correct.append(float(extract_answer(text) == item.answer))
         results.append({"correct": np.asarray(correct)})
     return results

@@ -36,7 +36,7 @@ def find_split(path, splits: tuple[str, ...], prefer: tuple[str, ...] = (), requ
     files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
     for split in splits:
         hits = [p for p in files if _matches(p, split)]
-        best = [p for p in hits if all(part.lower() in str(p).lower() for part in prefer)]
+        best = [p for p in hits if all(part.lower() in str(p.relative_to(path)).lower() for part in prefer)]
         if best or hits:
             return best or hits
     if required:

@@ -17,10 +17,10 @@ from tests.conftest import build_tiny
 
 VOCAB = 97
 WORDS = ("the a of and to in is was for on that with as by it at from his her they be this are were an which "
-         "or has had not but one all their who two been more when there she will would can if its so about "
-         "than into only other new some time these may up out first also after over like question answer "
-         "following multiple choice choices answers about science cat dog sun moon water red blue green "
-         "three four five six seven what why how").split()
+         "or has had not but one all their who two when there she will would if "
+         "only other new some time these may up out first also after question answer following "
+         "multiple choice questions answers science astronomy cat dog sun moon water red blue green three what "
+         "why how").split()
 
 
 @pytest.fixture(scope="session")
