@@ -60,7 +60,7 @@ def _zoo_sources(hm, limit: int, seed: int) -> dict:
     return zoo_loaders(hm, limit, seed)
 
 
-def _file_sources(hm, data: dict, limit: int, seed: int) -> dict:
+def _file_sources(hm, data: dict, limit: int, seed: int, lm_tokens: int) -> dict:
     if not data:
         return {}
     from .datasets import READERS, read_benchmark
@@ -71,6 +71,7 @@ def _file_sources(hm, data: dict, limit: int, seed: int) -> dict:
     if getattr(hm, "tokenizer", None) is None:
         raise MechHybridError(f"model {hm.name} has no tokenizer, so its text benchmarks cannot be encoded")
     max_len = getattr(hm.hf_model.config, "max_position_embeddings", None)
+    max_len = lm_tokens if max_len is None else min(lm_tokens, max_len)
     return {name: (lambda n=name, p=path: read_benchmark(n, p, hm.tokenizer, limit, seed, max_len))
             for name, path in data.items()}
 
@@ -78,7 +79,7 @@ def _file_sources(hm, data: dict, limit: int, seed: int) -> dict:
 def load_tasks(hm, cfg, analysis: str) -> TaskSet:
     """The benchmarks `cfg` selects for `hm` (all available by default); a clear error for one it lacks."""
     sources = _zoo_sources(hm, cfg.limit, cfg.seed)
-    sources.update(_file_sources(hm, cfg.data, cfg.limit, cfg.seed))
+    sources.update(_file_sources(hm, cfg.data, cfg.limit, cfg.seed, cfg.lm_tokens))
     if cfg.benchmarks:
         missing = [b for b in cfg.benchmarks if b not in sources]
         if missing:

@@ -17,6 +17,8 @@ def check_common(cfg) -> None:
     """Checks shared by every analysis Config: benchmark selection, limit, batching, data paths."""
     if cfg.limit < 1:
         raise MechHybridError(f"limit must be >= 1, got {cfg.limit}")
+    if cfg.lm_tokens < 2:
+        raise MechHybridError(f"lm_tokens must be >= 2, got {cfg.lm_tokens}")
     if cfg.batch_size < 1:
         raise MechHybridError(f"batch_size must be >= 1, got {cfg.batch_size}")
     overlap = set(cfg.benchmarks) & set(cfg.exclude_benchmarks)
@@ -45,7 +47,10 @@ class ComponentAblationConfig:
     """Local data for real checkpoints: benchmark name (mmlu, arc, hellaswag, truthfulqa, gsm8k, wikitext)
     -> a parquet/JSONL file, a directory, or a datasets cache dir. Nothing is downloaded."""
     limit: int = 64
-    """Items (documents, questions) per benchmark, the first ones of the fixed split."""
+    """Items (documents, questions) per benchmark: a seeded sample of the fixed split."""
+    lm_tokens: int = 2048
+    """Tokens per window of a real language-modelling corpus (wikitext; Study A: 2,048), capped at the
+    model's maximum length."""
     random_trials: int = 3
     """Matched random controls per group ablation (same count, seeded draws; 0 turns them off, else >= 3)."""
     sweep: bool = True

@@ -20,7 +20,7 @@ READERS = {
 
 
 def read_benchmark(name: str, path, tokenizer, limit: int, seed: int, max_len: int | None = None):
-    """The benchmark as (Task, reference docs or None); wikitext windows are capped at the model's length."""
+    """The benchmark as (Task, reference docs or None); `max_len` is wikitext's window (default 2,048)."""
     if name == "wikitext":
-        return read_wikitext(path, tokenizer, limit, seed, doc_tokens=min(2048, max_len or 2048))
+        return read_wikitext(path, tokenizer, limit, seed, doc_tokens=max_len or 2048)
     return READERS[name](path, tokenizer, limit, seed), None

@@ -29,7 +29,10 @@ class RepresentationConfig:
     data: dict = field(default_factory=dict)
     """Local data for real checkpoints (as in component_ablation); nothing is downloaded."""
     limit: int = 64
-    """Items per benchmark for the behavioural drops."""
+    """Items (documents, questions) per benchmark: a seeded sample of the fixed split."""
+    lm_tokens: int = 2048
+    """Tokens per window of a real language-modelling corpus (wikitext; Study A: 2,048), capped at the
+    model's maximum length."""
     diag_items: int = 16
     """Text windows the hidden-state diagnostics are computed on (from the language-modelling benchmark)."""
     diag_length: int = 128

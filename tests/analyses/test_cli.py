@@ -1,0 +1,137 @@
+"""The CLI verbs end to end (driven through main(argv)): run, resume, determinism, corrupt files, bad input,
+the text summary, and the study over a model directory."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from analyses.cli import main
+from analyses.registry import run_study
+from analyses.schema import result_path
+from tests.analyses import datasets_fixtures as fx
+from tests.analyses.conftest import word_tokenizer
+from tests.conftest import build_tiny
+
+CONFIG = """
+kinds = ["attention"]
+limit = 3
+lm_tokens = 24
+thirds = false
+context_lengths = [12]
+resilience_removed = [1]
+batch_size = 4
+
+[data]
+wikitext = "{data}/wikitext"
+mmlu = "{data}/mmlu"
+"""
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """A tiny qwen2 checkpoint with a word-level tokenizer, fixture data, and a TOML config."""
+    root = tmp_path_factory.mktemp("cli")
+    model_dir = root / "tiny-qwen2"
+    build_tiny("qwen2").save_pretrained(model_dir)
+    word_tokenizer().save_pretrained(model_dir)
+    data = fx.write_all(root / "data")
+    config = root / "ablation.toml"
+    config.write_text(CONFIG.format(data=root / "data"))
+    assert data["wikitext"].endswith("wikitext")
+    return {"root": root, "model": str(model_dir), "config": str(config)}
+
+
+def _run(setup, out, *extra):
+    return main(["run", "component_ablation", "--model", setup["model"], "--config", setup["config"],
+                 "--out", str(out), "--no-progress", *extra])
+
+
+def test_run_resume_determinism_and_corrupt_result(setup, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert _run(setup, out) == 0
+    path = result_path(out, setup["model"], "component_ablation")
+    first = path.read_bytes()
+    csv_text = (out / "results.csv").read_text()
+    assert csv_text.startswith("model,family,analysis,condition,method,metric,value,ci_low,ci_high,n,seed\n")
+    timings = json.loads((out / "timings.json").read_text())
+    (key,) = timings
+    assert timings[key]["wall_s"] >= timings[key]["forward_s"] > 0
+    res = json.loads(first)
+    assert [d["name"] for d in res["data"]] == ["wikitext", "mmlu"]
+    assert res["data"][0]["version"].startswith("wikitext:validation:sha256-")
+    assert not path.with_name("component_ablation.partial").exists()
+    capsys.readouterr()
+
+    assert _run(setup, out) == 0  # resume: nothing recomputed
+    assert "already finished" in capsys.readouterr().out
+
+    out2 = tmp_path / "again"
+    assert _run(setup, out2) == 0  # same seed: the same bytes
+    assert result_path(out2, setup["model"], "component_ablation").read_bytes() == first
+    assert (out2 / "results.csv").read_text() == csv_text
+
+    path.write_text('{"schema_version": 1, "rows": [')  # corrupted: reported, kept aside, recomputed
+    capsys.readouterr()
+    assert _run(setup, out) == 0
+    err = capsys.readouterr().err
+    assert "corrupt results file" in err and "component_ablation.json" in err
+    assert path.read_bytes() == first
+    assert path.with_name("component_ablation.json.corrupt").exists()
+
+
+def test_results_summary(setup, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["results", str(out)]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert _run(setup, out, "--limit", "2") == 0
+    capsys.readouterr()
+    assert main(["results", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "##### component_ablation" in text and "group:attention" in text and "acc:mmlu" in text
+
+
+@pytest.mark.parametrize("argv_tail, config, message", [
+    (["--method", "sideways"], None, "unknown method"),
+    ([], "colour = 'red'\n", "unknown option(s) colour"),
+    ([], "random_trials = 1\n", "random_trials"),
+    ([], "benchmarks = ['hellaswag']\n", "no data for benchmark(s) ['hellaswag']"),
+    ([], "limit = [\n", "is not valid"),
+])
+def test_bad_input_is_one_line_exit_2(setup, tmp_path, capsys, argv_tail, config, message):
+    out = tmp_path / "out"
+    cfg = setup["config"]
+    if config is not None:
+        cfg = tmp_path / "c.toml"
+        cfg.write_text(config)
+    rc = main(["run", "component_ablation", "--model", setup["model"], "--config", str(cfg), "--out", str(out),
+               "--no-progress", *argv_tail])
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("mechhybrid: error:")]
+    assert rc == 2 and len(errors) == 1 and message in errors[0] and "Traceback" not in err, err
+
+
+def test_unknown_analysis_and_out_dir_a_file(setup, tmp_path, capsys):
+    assert main(["run", "ablate_everything", "--model", setup["model"], "--out", str(tmp_path)]) == 2
+    assert "unknown analysis 'ablate_everything'" in capsys.readouterr().err
+    file = tmp_path / "file"
+    file.write_text("keep me")
+    assert _run(setup, file) == 2
+    assert "is not a directory" in capsys.readouterr().err and file.read_text() == "keep me"
+
+
+def test_study_over_a_model_directory(setup, tmp_path):
+    from analyses.ablation import ComponentAblationConfig
+    from analyses.configs import build_config, read_config_file
+    from analyses.representation import RepresentationConfig
+
+    opts = read_config_file(setup["config"])
+    configs = {"component_ablation": build_config(ComponentAblationConfig, opts),
+               "representation": RepresentationConfig(kinds=("attention",), limit=3, lm_tokens=24, diag_items=2,
+                                                      diag_length=12, data=opts["data"])}
+    paths = run_study([setup["model"]], tmp_path, progress=False, configs=configs)
+    assert [p.name for p in paths] == ["component_ablation.json", "representation.json"]
+    rows = (tmp_path / "results.csv").read_text().splitlines()
+    assert any(",representation,corr:cosine:mmlu," in r for r in rows)
+    assert any(",component_ablation,resilience:1:0,skip,ppl," in r for r in rows)
