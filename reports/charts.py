@@ -33,11 +33,10 @@ TOOLTIP = [
 _WIDTH, _HEIGHT = 220, 200
 
 
-def _colour(results, palette: Palette | None) -> alt.Color:
+def _colour(results, records: list[dict], palette: Palette | None) -> alt.Color:
     """Family colour from the report-wide palette, with the legend listing only the families drawn here."""
-    models = [r["model"] for r in tables.as_results(results)]
-    palette = palette or family_palette(models)
-    present = {str(m.get("family")) for m in models}
+    palette = palette or family_palette(r["model"] for r in tables.as_results(results))
+    present = {r["family"] for r in records}
     shown = {family: colour for family, colour in palette.items() if family in present}
     return alt.Color("family:N", scale=alt.Scale(domain=list(shown), range=list(shown.values())),
                      legend=alt.Legend(title="family"))
@@ -77,7 +76,7 @@ def group_bars(results, palette: Palette | None = None):
     records = tables.group_records(results)
     if not records:
         return None
-    layered = _bars_with_whiskers(records, "kind", "components removed", "accuracy drop", _colour(results, palette))
+    layered = _bars_with_whiskers(records, "kind", "components removed", "accuracy drop", _colour(results, records, palette))
     return layered.facet(column=alt.Column("benchmark:N", title="benchmark", sort=None))
 
 
@@ -87,7 +86,7 @@ def ppl_ratio_bars(results, palette: Palette | None = None):
     if not records:
         return None
     layered = _bars_with_whiskers(records, "kind", "components removed", "perplexity ratio (log)",
-                                  _colour(results, palette), log=True)
+                                  _colour(results, records, palette), log=True)
     no_effect = alt.Chart().mark_rule(strokeDash=[4, 4], color="#777777").encode(y=alt.datum(1))
     return alt.layer(layered, no_effect, data=alt.Data(values=records)).properties(
         title="ablated / baseline perplexity (dashed: no change)")
@@ -125,7 +124,7 @@ def thirds_bars(results, palette: Palette | None = None):
     records = tables.third_records(results)
     if not records:
         return None
-    colour = _colour(results, palette)
+    colour = _colour(results, records, palette)
     x = alt.X("position:N", title="third of the depth", sort=list(tables.THIRDS))
     y = alt.Y("value:Q", title="effect", scale=alt.Scale(zero=True))
     base = _base(records)
@@ -151,7 +150,7 @@ def resilience_strip(results, palette: Palette | None = None):
     offset = alt.XOffset("model:N", sort=None)
     base = _base(records)
     dots = base.transform_filter("datum.statistic === 'trial'").mark_circle(size=45, opacity=0.75).encode(
-        x=x, xOffset=offset, y=y, color=_colour(results, palette), tooltip=TOOLTIP + [alt.Tooltip("trial:Q")])
+        x=x, xOffset=offset, y=y, color=_colour(results, records, palette), tooltip=TOOLTIP + [alt.Tooltip("trial:Q")])
     medians = base.transform_filter("datum.statistic === 'median'").mark_tick(
         color="#000000", thickness=2, size=18).encode(
         x=x, xOffset=offset, y=y, tooltip=[alt.Tooltip("statistic:N")] + TOOLTIP + [alt.Tooltip("n_trials:Q")])
@@ -167,7 +166,7 @@ def context_lines(results, palette: Palette | None = None):
     x = alt.X("tokens:Q", title="context (tokens, log2)", scale=alt.Scale(type="log", base=2))
     y = alt.Y("value:Q", title="value (log)", scale=alt.Scale(type="log"))
     dash = alt.StrokeDash("series:N", title="condition", sort=None)
-    base = _base(records).encode(x=x, y=y, color=_colour(results, palette), strokeDash=dash,
+    base = _base(records).encode(x=x, y=y, color=_colour(results, records, palette), strokeDash=dash,
                                  detail="model:N")
     lines = base.mark_line(point=False)
     points = base.mark_point(filled=True, size=40).encode(
@@ -186,7 +185,7 @@ def diagnostic_scatter(representation, ablation, palette: Palette | None = None)
     points = _base(records).mark_point(filled=True, size=55, opacity=0.8).encode(
         x=alt.X("value:Q", title="diagnostic", scale=alt.Scale(zero=False)),
         y=alt.Y("drop:Q", title="effect of removing it"),
-        color=_colour(representation, palette), shape=alt.Shape("kind:N", title="component", sort=None),
+        color=_colour(representation, records, palette), shape=alt.Shape("kind:N", title="component", sort=None),
         tooltip=TOOLTIP + [alt.Tooltip("drop_metric:N", title="effect metric"),
                            alt.Tooltip("drop_exact:N", title="effect"), alt.Tooltip("drop_n:Q", title="effect n"),
                            alt.Tooltip("spearman_exact:N", title="Spearman rho"), alt.Tooltip("layer:Q")],
@@ -204,7 +203,7 @@ def correlation_bars(representation, palette: Palette | None = None):
     y = alt.Y("diagnostic:N", title=None, sort=None)
     base = alt.Chart()  # data goes on the layer: a facet needs it at the top
     dots = base.mark_point(filled=True, size=60).encode(
-        x=x, y=y, yOffset=alt.YOffset("model:N", sort=None), color=_colour(representation, palette),
+        x=x, y=y, yOffset=alt.YOffset("model:N", sort=None), color=_colour(representation, records, palette),
         tooltip=TOOLTIP)
     whiskers = base.mark_errorbar(ticks=True, color="#333333").encode(
         x=alt.X("ci_low:Q", title="Spearman rank correlation"), x2="ci_high:Q", y=y,
@@ -224,7 +223,7 @@ def generic_points(results, palette: Palette | None = None):
     base = _base(records)
     dots = base.mark_point(filled=True, size=50).encode(
         x=alt.X("value:Q", title="value", scale=alt.Scale(zero=False)), y=y,
-        yOffset=alt.YOffset("model:N", sort=None), color=_colour(results, palette), tooltip=TOOLTIP)
+        yOffset=alt.YOffset("model:N", sort=None), color=_colour(results, records, palette), tooltip=TOOLTIP)
     whiskers = base.mark_errorbar(ticks=True, color="#333333").encode(
         x=alt.X("ci_low:Q", title="value"), x2="ci_high:Q", y=y, yOffset=alt.YOffset("model:N", sort=None),
         tooltip=TOOLTIP)

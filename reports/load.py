@@ -48,13 +48,17 @@ class Loaded:
 
 
 def as_result_dict(result) -> dict:
-    """Accept a Result as a dict, or an object with `to_dict()` (the analyses dataclasses), for notebooks."""
+    """Accept a Result as a dict, or an analyses Result object (through its `to_json()`, the exact text it
+    writes to disk, or a `to_dict()`), for notebooks."""
     if isinstance(result, dict):
         return result
+    to_json = getattr(result, "to_json", None)
+    if callable(to_json):
+        return json.loads(to_json())
     to_dict = getattr(result, "to_dict", None)
     if callable(to_dict):
         return to_dict()
-    raise TypeError(f"expected a Result dict or an object with to_dict(), got {type(result).__name__}")
+    raise TypeError(f"expected a Result dict or an object with to_json() or to_dict(), got {type(result).__name__}")
 
 
 def _check_row(row, index: int) -> None:

@@ -45,7 +45,7 @@ def _finite(number):
 
 def as_results(results) -> list[dict]:
     """One Result or a sequence of them, as a list of dicts."""
-    if isinstance(results, dict) or hasattr(results, "to_dict"):
+    if isinstance(results, dict) or hasattr(results, "to_json") or hasattr(results, "to_dict"):
         return [as_result_dict(results)]
     return [as_result_dict(result) for result in results]
 
