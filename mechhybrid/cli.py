@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from mechhybrid.errors import MechHybridError
@@ -79,8 +80,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _extension_registrars():
-    """Sub-command groups that live with their packages (zoo, analyses, reports, state)."""
-    return []
+    """Sub-command groups that live with their packages (zoo, state, analyses, reports)."""
+    from mechhybrid.check_cache import add_check_cache_command
+    from mechhybrid.zoo.cli import add_zoo_commands
+    from reports.cli import add_report_command
+
+    return [add_zoo_commands, add_check_cache_command, _add_analyses_then_report, add_report_command]
+
+
+def _add_analyses_then_report(commands) -> None:
+    """`run`, `study`, `results` from analyses/; `study` ends by rendering the HTML report (reports/)."""
+    from analyses.cli import add_analysis_commands
+
+    add_analysis_commands(commands)
+    study = commands.choices["study"]
+    study.add_argument("--no-report", action="store_true", help="skip rendering OUT/index.html at the end")
+    study.set_defaults(func=_study_then_report)
+
+
+def _study_then_report(args) -> int:
+    from analyses.cli import cmd_study
+    from reports.cli import cmd_report
+
+    status = cmd_study(args)
+    if status or args.no_report:
+        return status
+    return cmd_report(argparse.Namespace(dir=Path(args.out), screenshot=False))
 
 
 
@@ -92,7 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:  # argparse already printed its one-line usage error
         return int(exit_.code or 0)
     try:
-        return int(args.handler(args) or 0)
+        handler = getattr(args, "handler", None) or args.func
+        return int(handler(args) or 0)
     except MechHybridError as error:
         print(f"mechhybrid: error: {error}", file=sys.stderr)
         return 2
