@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["model_info", "library_versions", "config_dict", "fingerprint", "Checkpoints", "stable_seed", "warn"]
+__all__ = ["model_info", "library_versions", "config_dict", "fingerprint", "Checkpoints", "ScoreCache",
+           "weights_fingerprint", "stable_seed", "warn"]
 
 
 def warn(message: str) -> None:
@@ -72,9 +73,11 @@ class Checkpoints:
     A fingerprint of (model, config, data) guards against reusing checkpoints of another run.
     """
 
-    def __init__(self, directory, fingerprint_: str):
+    def __init__(self, directory, fingerprint_: str, cache: "ScoreCache | None" = None):
         self.dir = Path(directory)
         self.fingerprint = fingerprint_
+        self.cache = cache
+        """Scores shared with the model's other analyses (evaluate_jobs consults it after these)."""
         meta = self.dir / "_meta.json"
         if self.dir.exists():
             try:
@@ -125,3 +128,42 @@ def _from_json(value):
     if isinstance(value, list):
         return [_from_json(v) for v in value]
     return value
+
+
+def weights_fingerprint(hm) -> str:
+    """Cheap identity of the weights: every parameter's name, shape, sum and first values (a full hash of a
+    9B model would take minutes); retraining or editing a model changes it."""
+    h = hashlib.sha256()
+    for name, p in hm.hf_model.named_parameters():
+        flat = p.detach().reshape(-1)
+        h.update(f"{name}{tuple(p.shape)}{float(flat.double().sum())!r}".encode())
+        h.update(flat[:64].float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+class ScoreCache:
+    """Per-model per-item scores shared between analyses, keyed by content: the task's items, the condition's
+    method and component paths, and the reference text. representation's per-component drops are exactly
+    component_ablation's layer sweep, so a study computes them once (results/<slug>/_scores/)."""
+
+    def __init__(self, directory, hm):
+        self.store = Checkpoints(directory, fingerprint(model_info(hm), weights_fingerprint(hm)))
+        self._task_fp: dict[int, str] = {}
+
+    def key(self, task, condition, refs) -> str:
+        if id(task) not in self._task_fp:
+            self._task_fp[id(task)] = hashlib.sha256(repr(task).encode()).hexdigest()[:16]
+        parts = [self._task_fp[id(task)], condition.method, [c.path for c in condition.components]]
+        if condition.method in ("mean", "resample") and refs is not None:
+            parts.append(hashlib.sha256(refs.mean_ids.numpy().tobytes() + refs.stream.numpy().tobytes())
+                         .hexdigest()[:16])
+        return fingerprint(*parts)
+
+    def get(self, key: str):
+        return self.store.get(key)
+
+    def put(self, key: str, value: dict) -> None:
+        self.store.put(key, value)
+
+    def clear(self) -> None:
+        self.store.clear()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .common import Checkpoints
+from .common import Checkpoints, ScoreCache
 from .scoring import Condition, References, score_task
 
 __all__ = ["Job", "evaluate_jobs"]
@@ -22,17 +22,26 @@ class Job:
         return f"{self.task}|{self.condition.key}"
 
 
+def _saved(job: Job, tasks, refs, checkpoints, cache) -> dict | None:
+    saved = checkpoints.get(job.key) if checkpoints is not None else None
+    if saved is None and cache is not None:
+        saved = cache.get(cache.key(tasks[job.task], job.condition, refs))
+    return saved
+
+
 def evaluate_jobs(hm, jobs: list[Job], tasks: dict, refs: References | None, *, chunk: int = 8,
                   batch_size: int = 16, budget_mb: float = 512, checkpoints: Checkpoints | None = None,
                   progress=None) -> dict[str, dict]:
     """Per-item scores of every job, keyed by Job.key.
 
     Jobs on the same task are evaluated `chunk` conditions per batched forward; each finished job is
-    checkpointed at once, so an interrupted run redoes at most the chunk in flight."""
+    checkpointed at once, so an interrupted run redoes at most the chunk in flight. A `ScoreCache` hung on
+    the checkpoints (`checkpoints.cache`) shares identical jobs between analyses of one model."""
+    cache: ScoreCache | None = getattr(checkpoints, "cache", None)
     out: dict[str, dict] = {}
     pending: dict[str, list[Job]] = {}
     for job in dict.fromkeys(jobs):
-        saved = checkpoints.get(job.key) if checkpoints is not None else None
+        saved = _saved(job, tasks, refs, checkpoints, cache)
         if saved is not None:
             out[job.key] = saved
             if progress is not None:
@@ -49,6 +58,8 @@ def evaluate_jobs(hm, jobs: list[Job], tasks: dict, refs: References | None, *, 
                 out[job.key] = s
                 if checkpoints is not None:
                     checkpoints.put(job.key, s)
+                if cache is not None:
+                    cache.put(cache.key(tasks[task_name], job.condition, refs), s)
             if progress is not None:
                 progress.update(len(part))
     return out

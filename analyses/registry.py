@@ -14,7 +14,7 @@ from typing import Callable
 
 from mechhybrid.errors import MechHybridError
 
-from .common import Checkpoints, config_dict, fingerprint, model_info, warn
+from .common import Checkpoints, ScoreCache, config_dict, fingerprint, model_info, warn, weights_fingerprint
 from .schema import (CorruptResultError, Result, iter_result_paths, model_slug, partial_dir, read_result,
                      result_path, update_timings, write_result, write_results_csv)
 from .timing import FORWARD
@@ -86,8 +86,8 @@ def quarantine_corrupt(out_dir) -> list[Path]:
     return moved
 
 
-def _finished(path: Path, cfg_dict: dict, info: dict) -> bool:
-    """True if `path` holds a valid Result of this very model and config (the resume test)."""
+def _finished(path: Path, cfg_dict: dict, info: dict, weights: str) -> bool:
+    """True if `path` holds a valid Result of this very model, weights and config (the resume test)."""
     if not path.exists():
         return False
     try:
@@ -97,33 +97,45 @@ def _finished(path: Path, cfg_dict: dict, info: dict) -> bool:
         os.replace(path, target)
         warn(f"{exc}; moved to {target.name}, recomputing")
         return False
-    if res.config != cfg_dict or res.model.get("name") != info["name"]:
+    if (res.config != cfg_dict or res.model != info or res.extra.get("weights_fingerprint") != weights):
         warn(f"{path} was computed with another config or model; recomputing")
         return False
     return True
 
 
+def _checkpoints(out: Path, hm, name: str, cfg_dict: dict, weights: str, force: bool, clear_cache: bool):
+    slug_dir = out / "results" / model_slug(hm.name)
+    cache = ScoreCache(slug_dir / "_scores", hm)
+    if clear_cache:
+        cache.clear()
+        cache = ScoreCache(slug_dir / "_scores", hm)
+    part = partial_dir(out, hm.name, name)
+    fp = fingerprint(name, model_info(hm), cfg_dict, weights)
+    if force:
+        Checkpoints(part, fp).clear()
+    return Checkpoints(part, fp, cache=cache)
+
+
 def run_analysis(name: str, hm, config, out_dir, *, force: bool = False, progress=None,
-                 write_csv: bool = True) -> tuple[Result, bool]:
-    """Run one analysis into out_dir unless a finished Result exists (`force` recomputes).
+                 write_csv: bool = True, clear_cache: bool | None = None) -> tuple[Result, bool]:
+    """Run one analysis into out_dir unless a finished Result exists (`force` recomputes, and by default
+    also empties the model's shared score cache: `clear_cache`).
 
     Returns (result, computed): computed is False when the stored Result was reused."""
     analysis = get_analysis(name)
     out = check_out_dir(out_dir)
-    info, cfg_dict = model_info(hm), config_dict(config)
+    info, cfg_dict, weights = model_info(hm), config_dict(config), weights_fingerprint(hm)
     path = result_path(out, hm.name, name)
-    if not force and _finished(path, cfg_dict, info):
+    if not force and _finished(path, cfg_dict, info, weights):
         if progress is not None:
             progress.set_postfix_str("done earlier")
         return read_result(path), False
-    ckpt = Checkpoints(partial_dir(out, hm.name, name), fingerprint(name, info, cfg_dict))
-    if force:
-        ckpt.clear()
-        ckpt = Checkpoints(partial_dir(out, hm.name, name), fingerprint(name, info, cfg_dict))
+    ckpt = _checkpoints(out, hm, name, cfg_dict, weights, force, force if clear_cache is None else clear_cache)
     FORWARD.reset()
     t0 = time.perf_counter()
     result = analysis.run(hm, config, checkpoints=ckpt, progress=progress)
     wall = time.perf_counter() - t0
+    result.extra["weights_fingerprint"] = weights
     write_result(result, out)
     ckpt.clear()
     update_timings(out, f"{model_slug(hm.name)}/{name}",
@@ -162,11 +174,13 @@ def run_study(models=None, out_dir="mechhybrid-out", force: bool = False, progre
     paths = []
     for source in models:
         hm = mechhybrid.load(source)
-        for name in analyses:
+        for i, name in enumerate(analyses):
             cfg = configs.get(name) or get_analysis(name).config_cls()
             cfg = _study_config(name, cfg, source, models)
             with tqdm(desc=f"{hm.name} {name}", unit="job", disable=not progress, leave=True) as bar:
-                run_analysis(name, hm, cfg, out, force=force, progress=bar, write_csv=False)
+                # --force empties the shared score cache once per model, so later analyses reuse fresh scores.
+                run_analysis(name, hm, cfg, out, force=force, progress=bar, write_csv=False,
+                             clear_cache=force and i == 0)
             paths.append(result_path(out, hm.name, name))
     write_results_csv(out)
     return paths

@@ -1,6 +1,6 @@
 """component_ablation, split by job: config, conditions (what is removed), rows (statistics), run."""
 
 from .config import ComponentAblationConfig
-from .run import ANALYSIS, run
+from .analysis import ANALYSIS, run
 
 __all__ = ["ComponentAblationConfig", "run", "ANALYSIS"]

@@ -2,6 +2,6 @@
 
 from .config import RepresentationConfig
 from .diagnostics import DIAGNOSTICS
-from .run import ANALYSIS, run
+from .analysis import ANALYSIS, run
 
 __all__ = ["RepresentationConfig", "run", "ANALYSIS", "DIAGNOSTICS"]

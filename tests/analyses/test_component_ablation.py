@@ -109,7 +109,7 @@ def test_resume_skips_finished_conditions(hm_qwen2, tmp_path, monkeypatch):
 
 
 def _n_jobs(cfg, hm):
-    from analyses.ablation.run import plan
+    from analyses.ablation.analysis import plan
 
     ts = make_tasks()
     ts = TaskSet(dict(ts.tasks), ts.refs)

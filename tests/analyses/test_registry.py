@@ -1,0 +1,61 @@
+"""run_analysis: the score cache shared between analyses, and results never trusted across weight changes."""
+
+from __future__ import annotations
+
+import torch
+
+import analyses.evaluate as evaluate_mod
+from analyses.ablation import ComponentAblationConfig
+from analyses.registry import quarantine_corrupt, run_analysis
+from analyses.representation import RepresentationConfig
+from analyses.schema import result_path
+from tests.analyses.conftest import make_tasks
+from tests.conftest import build_tiny
+
+
+
+def _with_tasks(monkeypatch):
+    import analyses.ablation.analysis as abl
+    import analyses.representation.analysis as rep
+
+    monkeypatch.setattr(abl, "load_tasks", lambda hm, cfg, name: make_tasks())
+    monkeypatch.setattr(rep, "load_tasks", lambda hm, cfg, name: make_tasks())
+
+
+def test_representation_reuses_the_ablation_sweep(tmp_path, monkeypatch):
+    import mechhybrid
+
+    _with_tasks(monkeypatch)
+    hm = mechhybrid.load(build_tiny("qwen2", seed=3))
+    abl = ComponentAblationConfig(random_trials=0, thirds=False, context_lengths=(), resilience_removed=())
+    run_analysis("component_ablation", hm, abl, tmp_path)
+    real, calls = evaluate_mod.score_task, []
+    monkeypatch.setattr(evaluate_mod, "score_task",
+                        lambda hm, task, conds, *a, **k: calls.append(len(conds)) or real(hm, task, conds, *a, **k))
+    rep = RepresentationConfig(include_mlp=False, diag_items=2, diag_length=12)
+    result, computed = run_analysis("representation", hm, rep, tmp_path)
+    assert computed and calls == []  # baseline and every layer condition came from the shared cache
+    assert len([r for r in result.rows if r.condition.startswith("corr:")]) == 15
+
+
+def test_changed_weights_are_recomputed_not_trusted(tmp_path, monkeypatch):
+    import mechhybrid
+
+    _with_tasks(monkeypatch)
+    hm = mechhybrid.load(build_tiny("qwen2", seed=4))
+    cfg = ComponentAblationConfig(random_trials=0, thirds=False, sweep=False, context_lengths=(),
+                                  resilience_removed=())
+    first, _ = run_analysis("component_ablation", hm, cfg, tmp_path)
+    assert run_analysis("component_ablation", hm, cfg, tmp_path)[1] is False
+    with torch.no_grad():
+        hm.hf_model.lm_head.weight.mul_(2.0)
+    second, computed = run_analysis("component_ablation", hm, cfg, tmp_path)
+    assert computed and second.rows[0].value != first.rows[0].value
+
+
+def test_quarantine_keeps_the_bytes(tmp_path):
+    path = result_path(tmp_path, "m", "representation")
+    path.parent.mkdir(parents=True)
+    path.write_text("not json")
+    assert quarantine_corrupt(tmp_path) == [path]
+    assert not path.exists() and path.with_name("representation.json.corrupt").read_text() == "not json"
