@@ -50,13 +50,17 @@ def _data_and_versions(loaded: Loaded) -> str:
 
 
 def _headlines(loaded: Loaded) -> str:
+    """Group ablation (Study A exp. 1 and 5), one list per ablation semantics so that none are mixed."""
     ablation = [m.results["component_ablation"] for m in ordered_models(loaded) if "component_ablation" in m.results]
-    sentences = (findings.ppl_ratio_findings(tables.ppl_ratio_records(ablation))
-                 + findings.group_findings(tables.group_records(ablation)))
-    if not sentences:
-        return "<p>No group-ablation results yet.</p>"
-    items = "".join(f'<li class="finding">{s}</li>' for s in sentences)
-    return f'<ul class="findings">{items}</ul>'
+    parts = []
+    for method in tables.methods_of(ablation):
+        only = tables.only_method(ablation, method)
+        sentences = (findings.ppl_ratio_findings(tables.ppl_ratio_records(only))
+                     + findings.group_findings(tables.group_records(only)))
+        if sentences:
+            items = "".join(f'<li class="finding">{s}</li>' for s in sentences)
+            parts.append(f'<h3>{esc(method)} ablation</h3><ul class="findings">{items}</ul>')
+    return "".join(parts) or "<p>No group-ablation results yet.</p>"
 
 
 def _problems(loaded: Loaded) -> str:
