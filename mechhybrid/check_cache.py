@@ -198,6 +198,8 @@ def cmd_check_cache(args) -> int:
 
     if args.seq < 2:
         raise MechHybridError("--seq must be at least 2")
+    if args.split is not None and not 0 < args.split < args.seq:  # checked before the (slow) load
+        raise MechHybridError(f"split must be between 1 and {args.seq - 1}, got {args.split}")
     hm = load_from_args(args)
     report = check_cache(hm, seq=args.seq, split=args.split, seed=args.seed, tolerance=args.tolerance)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.format())
