@@ -20,7 +20,7 @@ from reports.palette import Palette, family_palette
 __all__ = [
     "group_bars", "ppl_ratio_bars", "layer_heatmap", "thirds_bars", "resilience_strip",
     "context_lines", "diagnostic_scatter", "correlation_bars", "generic_points", "chart_for_result", "TOOLTIP",
-    "is_drop", "is_ratio",
+    "is_drop", "is_ratio", "cka_models_heatmap",
 ]
 
 # Exact text of every number (the repr that results.csv holds), plus where it came from.
@@ -42,6 +42,12 @@ def _colour(results, records: list[dict], palette: Palette | None) -> alt.Color:
                      legend=alt.Legend(title="family"))
 
 
+def _models(records: list[dict]) -> list[str]:
+    """Models in the order the records list them (pages order hybrids first, then the controls); a vega
+    facet or offset left unsorted would order them alphabetically."""
+    return list(dict.fromkeys(r["model"] for r in records))
+
+
 def _base(records: list[dict]) -> alt.Chart:
     return alt.Chart(alt.Data(values=records))
 
@@ -51,7 +57,7 @@ def _bars_with_whiskers(records, x: str, x_title: str, y_title: str, colour, log
     scale = alt.Scale(type="log") if log else alt.Scale(zero=True)
     y = alt.Y("value:Q", title=y_title, scale=scale)
     x_enc = alt.X(f"{x}:N", title=x_title, sort=None)
-    offset = alt.XOffset("model:N", sort=None)
+    offset = alt.XOffset("model:N", sort=_models(records))
     base = _base(records)
     targeted = base.transform_filter("datum.removal === 'targeted'")
     # A bar on a log axis has no baseline (log 0 is -inf), so ratios are drawn as dots.
@@ -76,7 +82,8 @@ def group_bars(results, palette: Palette | None = None):
     records = tables.group_records(results)
     if not records:
         return None
-    layered = _bars_with_whiskers(records, "kind", "components removed", "accuracy drop", _colour(results, records, palette))
+    colour = _colour(results, records, palette)
+    layered = _bars_with_whiskers(records, "kind", "components removed", "accuracy drop", colour)
     return layered.facet(column=alt.Column("benchmark:N", title="benchmark", sort=None))
 
 
@@ -108,7 +115,8 @@ def layer_heatmap(results, analysis: str = "component_ablation", palette: Palett
         tooltip=TOOLTIP + [alt.Tooltip("layer:Q")],
     ).properties(width=alt.Step(16), height=alt.Step(22))
     return cells.facet(row=alt.Row("metric:N", title=None, sort=None),
-                       column=alt.Column("model:N", title=None, sort=None)).resolve_scale(color="independent")
+                       column=alt.Column("model:N", title=None, sort=_models(records))
+                       ).resolve_scale(color="independent")
 
 
 def is_drop(metric: str) -> bool:
@@ -128,10 +136,10 @@ def thirds_bars(results, palette: Palette | None = None):
     x = alt.X("position:N", title="third of the depth", sort=list(tables.THIRDS))
     y = alt.Y("value:Q", title="effect", scale=alt.Scale(zero=True))
     base = _base(records)
-    bars = base.mark_bar(opacity=0.85).encode(x=x, xOffset=alt.XOffset("model:N", sort=None), y=y,
+    bars = base.mark_bar(opacity=0.85).encode(x=x, xOffset=alt.XOffset("model:N", sort=_models(records)), y=y,
                                               color=colour, tooltip=TOOLTIP)
     whiskers = base.mark_errorbar(ticks=True, color="#333333").encode(
-        x=x, xOffset=alt.XOffset("model:N", sort=None), y=alt.Y("ci_low:Q", title="effect"), y2="ci_high:Q",
+        x=x, xOffset=alt.XOffset("model:N", sort=_models(records)), y=alt.Y("ci_low:Q", title="effect"), y2="ci_high:Q",
         tooltip=TOOLTIP)
     layered = alt.layer(bars, whiskers).properties(width=_WIDTH * 0.7, height=_HEIGHT * 0.8)
     return layered.facet(row=alt.Row("kind:N", title=None, sort=None),
@@ -147,7 +155,7 @@ def resilience_strip(results, palette: Palette | None = None):
     records = [dict(r, statistic="trial") for r in trials] + tables.resilience_medians(trials, results)
     x = alt.X("n_removed:O", title="random layers removed")
     y = alt.Y("value:Q", title="value (log)", scale=alt.Scale(type="log"))
-    offset = alt.XOffset("model:N", sort=None)
+    offset = alt.XOffset("model:N", sort=_models(records))
     base = _base(records)
     dots = base.transform_filter("datum.statistic === 'trial'").mark_circle(size=45, opacity=0.75).encode(
         x=x, xOffset=offset, y=y, color=_colour(results, records, palette), tooltip=TOOLTIP + [alt.Tooltip("trial:Q")])
@@ -172,7 +180,7 @@ def context_lines(results, palette: Palette | None = None):
     points = base.mark_point(filled=True, size=40).encode(
         shape=alt.Shape("series:N", sort=None, title="condition"), tooltip=TOOLTIP + [alt.Tooltip("tokens:Q")])
     layered = alt.layer(lines, points).properties(width=_WIDTH * 1.4, height=_HEIGHT)
-    return layered.facet(row=alt.Row("model:N", title=None, sort=None),
+    return layered.facet(row=alt.Row("model:N", title=None, sort=_models(records)),
                          column=alt.Column("metric:N", title=None, sort=None)).resolve_scale(y="independent")
 
 
@@ -194,6 +202,20 @@ def diagnostic_scatter(representation, ablation, palette: Palette | None = None)
         x="independent", y="independent")
 
 
+def cka_models_heatmap(representation, palette: Palette | None = None):
+    """CKA between this model's residual stream and each other model's, per layer (1 = the same geometry up
+    to rotation and scale), one panel per model. (`palette` unused, as in `layer_heatmap`.)"""
+    records = tables.cka_model_records(representation)
+    if not records:
+        return None
+    cells = _base(records).mark_rect().encode(
+        x=alt.X("layer:O", title="layer"), y=alt.Y("other:N", title="compared with", sort=None),
+        color=alt.Color("value:Q", scale=alt.Scale(scheme="viridis", domain=[0, 1]), title="CKA"),
+        tooltip=TOOLTIP + [alt.Tooltip("other:N", title="compared with"), alt.Tooltip("layer:Q")],
+    ).properties(width=alt.Step(16), height=alt.Step(22))
+    return cells.facet(column=alt.Column("model:N", title=None, sort=_models(records)))
+
+
 def correlation_bars(representation, palette: Palette | None = None):
     """Study A exp. 7: the rank correlation of each diagnostic with each benchmark's drop, with its CI."""
     records = tables.correlation_records(representation)
@@ -203,11 +225,12 @@ def correlation_bars(representation, palette: Palette | None = None):
     y = alt.Y("diagnostic:N", title=None, sort=None)
     base = alt.Chart()  # data goes on the layer: a facet needs it at the top
     dots = base.mark_point(filled=True, size=60).encode(
-        x=x, y=y, yOffset=alt.YOffset("model:N", sort=None), color=_colour(representation, records, palette),
+        x=x, y=y, yOffset=alt.YOffset("model:N", sort=_models(records)),
+        color=_colour(representation, records, palette),
         tooltip=TOOLTIP)
     whiskers = base.mark_errorbar(ticks=True, color="#333333").encode(
         x=alt.X("ci_low:Q", title="Spearman rank correlation"), x2="ci_high:Q", y=y,
-        yOffset=alt.YOffset("model:N", sort=None), tooltip=TOOLTIP)
+        yOffset=alt.YOffset("model:N", sort=_models(records)), tooltip=TOOLTIP)
     zero = alt.Chart().mark_rule(strokeDash=[4, 4], color="#777777").encode(x=alt.datum(0))
     layered = alt.layer(dots, whiskers, zero, data=alt.Data(values=records)).properties(
         width=_WIDTH, height=alt.Step(22))
@@ -223,9 +246,10 @@ def generic_points(results, palette: Palette | None = None):
     base = _base(records)
     dots = base.mark_point(filled=True, size=50).encode(
         x=alt.X("value:Q", title="value", scale=alt.Scale(zero=False)), y=y,
-        yOffset=alt.YOffset("model:N", sort=None), color=_colour(results, records, palette), tooltip=TOOLTIP)
+        yOffset=alt.YOffset("model:N", sort=_models(records)), color=_colour(results, records, palette),
+        tooltip=TOOLTIP)
     whiskers = base.mark_errorbar(ticks=True, color="#333333").encode(
-        x=alt.X("ci_low:Q", title="value"), x2="ci_high:Q", y=y, yOffset=alt.YOffset("model:N", sort=None),
+        x=alt.X("ci_low:Q", title="value"), x2="ci_high:Q", y=y, yOffset=alt.YOffset("model:N", sort=_models(records)),
         tooltip=TOOLTIP)
     layered = alt.layer(dots, whiskers).properties(width=_WIDTH * 1.3, height=alt.Step(18))
     return layered.facet(column=alt.Column("metric:N", title=None, sort=None)).resolve_scale(x="independent")
@@ -235,7 +259,7 @@ _BY_ANALYSIS = {
     "component_ablation": (
         group_bars, ppl_ratio_bars, partial(layer_heatmap, metric=is_drop),
         partial(layer_heatmap, metric=is_ratio, log=True), thirds_bars, resilience_strip, context_lines),
-    "representation": (partial(layer_heatmap, analysis="representation"), correlation_bars),
+    "representation": (partial(layer_heatmap, analysis="representation"), correlation_bars, cka_models_heatmap),
 }
 
 

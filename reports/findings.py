@@ -18,7 +18,8 @@ from reports.numbers import data_tag, null_for
 
 __all__ = [
     "effect", "group_findings", "ppl_ratio_findings", "layer_findings", "third_findings",
-    "resilience_findings", "context_findings", "correlation_findings", "condition_line", "label",
+    "resilience_findings", "context_findings", "correlation_findings", "cka_model_findings", "condition_line",
+    "label",
 ]
 
 
@@ -152,6 +153,20 @@ def correlation_findings(records: list[dict]) -> list[str]:
         top = sorted(known, key=lambda r: (-abs(r["value"]), r["diagnostic"]))[0]
         out.append(f"{_model(top)}: of the diagnostics, {label(top['diagnostic'])} tracks the drop on "
                    f"{label(benchmark)} most closely: Spearman rho {effect(top)}.")
+    return out
+
+
+def cka_model_findings(records: list[dict]) -> list[str]:
+    """Per pair of models, the layers where their representations are most and least alike."""
+    out = []
+    for (model, other), group in _by(records, "model", "other").items():
+        known = sorted((r for r in group if r["value"] is not None), key=lambda r: (r["value"], r["layer"]))
+        if not known:
+            continue
+        low, high = known[0], known[-1]
+        out.append(f"{_model(high)} against {label(other)}: most alike at {label('layer ' + str(high['layer']))} "
+                   f"(CKA {data_tag(high['value'])}), least at {label('layer ' + str(low['layer']))} "
+                   f"(CKA {data_tag(low['value'])}).")
     return out
 
 

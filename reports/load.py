@@ -106,7 +106,8 @@ def _read_one(path: Path) -> dict:
     try:
         result = json.loads(text, parse_constant=_missing_constant)
     except json.JSONDecodeError as error:
-        raise ValueError(f"corrupt or truncated JSON ({error.msg} at line {error.lineno} column {error.colno})") from None
+        where = f"{error.msg} at line {error.lineno} column {error.colno}"
+        raise ValueError(f"corrupt or truncated JSON ({where})") from None
     check_result(result)
     return result
 

@@ -76,12 +76,14 @@ def _ablation_blocks(results: list[dict], palette: Palette, suffix: str) -> list
 def representation_blocks(representation: list[dict], ablation: list[dict], palette: Palette) -> list[ChartBlock]:
     """Study A experiment 7: diagnostics per ablated component, and how well each predicts the drop."""
     layers = tables.layer_records(representation, "representation")
-    corr = tables.correlation_records(representation)
+    corr, cka = tables.correlation_records(representation), tables.cka_model_records(representation)
     blocks = [
         _block("Representation diagnostics per ablated component", findings.layer_findings(layers),
                charts.layer_heatmap(representation, "representation"), layers, representation),
         _block("Which diagnostic predicts the drop", findings.correlation_findings(corr),
                charts.correlation_bars(representation, palette), corr, representation),
+        _block("How alike are the models' representations", findings.cka_model_findings(cka),
+               charts.cka_models_heatmap(representation), cka, representation),
     ]
     if ablation:
         points = tables.diagnostic_records(representation, ablation)

@@ -19,7 +19,7 @@ __all__ = [
     "KIND_LABELS", "THIRDS", "kind_label", "as_results", "group_records", "ppl_ratio_records",
     "layer_records", "third_records", "resilience_records", "resilience_medians", "context_records",
     "correlation_records", "diagnostic_records", "all_records", "exact", "methods_of", "only_method",
-    "is_effect", "POSITIVE_METRICS",
+    "is_effect", "POSITIVE_METRICS", "cka_model_records",
 ]
 
 KIND_LABELS = {"attention": "attention", "ssm": "SSM", "linear_attention": "linear attention",
@@ -224,6 +224,18 @@ def correlation_records(results) -> list[dict]:
         parts = row["condition"].split(":", 2)
         if len(parts) == 3 and parts[0] == "corr":
             records.append(_record(result, row, diagnostic=parts[1], benchmark=parts[2]))
+    return records
+
+
+def cka_model_records(results) -> list[dict]:
+    """`cka_models:<other>` rows (metric `cka:<layer>`): how alike two models' residual streams are, layer by
+    layer at the same relative depth, on the same inputs."""
+    records = []
+    for result, row in _rows(results, "representation"):
+        head, _, other = row["condition"].partition(":")
+        metric, _, layer = row["metric"].partition(":")
+        if head == "cka_models" and other and metric == "cka" and _int(layer) is not None:
+            records.append(_record(result, row, other=other, layer=_int(layer)))
     return records
 
 

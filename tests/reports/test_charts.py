@@ -33,6 +33,7 @@ def test_every_chart_type_is_valid_vega_lite(results):
         "thirds": charts.thirds_bars(abl), "resilience": charts.resilience_strip(_ablation(results)),
         "context": charts.context_lines(abl), "scatter": charts.diagnostic_scatter(rep[0], _ablation(results)[0]),
         "correlation": charts.correlation_bars(rep), "generic": charts.generic_points(rep[0]),
+        "cka_models": charts.cka_models_heatmap(rep),
     }
     for name, chart in made.items():
         assert chart is not None, name
@@ -97,3 +98,9 @@ def test_roles_fall_back_to_component_kinds():
     assert role_of({"family": "new", "components": [{"kind": "attention"}, {"kind": "mlp"}]}) == "transformer"
     assert role_of({"family": "new", "components": [{"kind": "ssm"}]}) == "ssm"
     assert role_of({"family": "new", "components": [{"kind": "ssm"}, {"kind": "attention"}]}) == "hybrid"
+
+
+def test_models_keep_the_page_order_in_facets(results):
+    rep = [r for r in results if r["analysis"] == "representation"]
+    spec = charts.cka_models_heatmap(rep).to_dict(validate=False)
+    assert spec["facet"]["column"]["sort"] == ["zoo:gdn-hybrid", "zoo:tiny-qwen2", "zoo/tiny-mamba2"]
