@@ -5,8 +5,8 @@ channels), `width` (its window, oldest token first), `d_k` / `d_v` (Gated DeltaN
 `d_inner` (Mamba-1's expanded width), `lru_width` (RG-LRU's width).
 
 `continuation` says how the model's own cache may be continued *exactly* (float32, torch path, transformers
-5.24, tiny random models of tests/tiny_configs.py, 40 tokens split 5+8+1+17+9; measured with
-/tmp-style scripts now folded into `mechhybrid.check_cache`):
+5.24, tiny random models of tests/tiny_configs.py, 40 tokens continued in pieces of 8+1+17+9 after a 5-token
+prefix; the same measurement is `mechhybrid check-cache` and the last table of benchmarks/bench_state.py):
 
 - `chunk`: several tokens at once from a prefix cache match the full forward to <= 1.3e-6 (qwen3_5, qwen3_next,
   falcon_h1, zamba2, nemotron_h, bamba, granitemoehybrid, lfm2, mamba2). Bamba only with explicit
@@ -92,9 +92,18 @@ STATE_SPECS: dict[str, StateSpec] = {
     )
 }
 
-FAMILY_STATE = {name: {kind: "cache" if spec.store == "cache" else "module" for kind in spec.layouts}
-                for name, spec in STATE_SPECS.items()}
-"""Kind -> where its state lives, in the shape of `Family.state` (for the family table)."""
+def _where(spec: StateSpec, layout: Layout) -> str:
+    recurrent = "" if layout.recurrent is None else f"{', '.join(layout.recurrent)}"
+    if spec.store == "module":
+        return f"<mixer>.rg_lru.recurrent_states [{recurrent}] + <mixer>.conv1d_state [batch, channel, width]"
+    head = f"cache.layers[layer].recurrent_states[0] [{recurrent}] + " if recurrent else ""
+    return head + "cache.layers[layer].conv_states[0] [batch, channel, width]"
+
+
+FAMILY_STATE = {
+    name: {kind: _where(spec, layout) for kind, layout in spec.layouts.items()} for name, spec in STATE_SPECS.items()
+}
+"""Family -> kind -> where that kind's state lives, in the shape of `Family.state` (for the family table)."""
 
 
 def spec_for(hm) -> StateSpec:

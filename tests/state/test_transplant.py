@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mechhybrid import Ablate, Capture, Patch, Steer
+from mechhybrid import Ablate, AblateHeads, Capture, Patch, Steer
 from mechhybrid.state import (
     EditState, PatchState, ReadState, logits_many_with_state, read_state, run_with_state, zero_state,
 )
@@ -89,11 +89,15 @@ def test_foundation_interventions_unchanged_by_segmenting(tiny_models, model_typ
         Steer(mlp, torch.ones(hm.d_model), positions=[-1], scale=0.5),
         Ablate([mlp], "mean", reference_ids=other, per_position=True, positions=[4, 5]),
         Capture([mixer], positions=[8, 2, 5]),
+        AblateHeads(attention, [0, 1], positions=[5, 6]),
+        Ablate([mlp], "skip", positions=[4]),
+        Capture([attention], per_head=True),
     ]
     reference = hm.run(ids, items)
     segmented = run_with_state(hm, ids, items + [ReadState(None, [2, 6])])
     assert (segmented.logits - reference.logits).abs().max().item() < TOL
-    assert (segmented.captures[mixer] - reference.captures[mixer]).abs().max().item() < TOL
+    for component in (mixer, attention):
+        assert (segmented.captures[component] - reference.captures[component]).abs().max().item() < TOL
 
 
 def test_logits_many_with_state_equals_one_by_one(tiny_models):
