@@ -33,7 +33,7 @@ from mechhybrid.zoo.tokenizer import encode_words
 
 __all__ = [
     "BENCHMARK_VERSION", "NEEDLE_LENGTHS", "NEEDLE_DEPTHS", "Item", "Benchmark", "ItemScores",
-    "get_benchmark", "benchmark_names", "score_items", "summarize", "LogitsFn",
+    "get_benchmark", "benchmark_names", "score_items", "summarize", "by_meta", "LogitsFn",
 ]
 
 BENCHMARK_VERSION = "zoo-bench-1"
