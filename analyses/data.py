@@ -51,9 +51,22 @@ def task_set(tasks: dict[str, Task] | list[Task], reference_docs=None) -> TaskSe
     return TaskSet(dict(tasks), refs)
 
 
+def _speaks_zoo(hm) -> bool:
+    """A zoo model, or any checkpoint with the zoo's tokenizer (e.g. one from `mechhybrid zoo train`): the
+    zoo benchmarks are token ids of that vocabulary."""
+    if str(getattr(hm, "name", "")).startswith("zoo:"):
+        return True
+    tok = getattr(hm, "tokenizer", None)
+    if tok is None:
+        return False
+    from mechhybrid.zoo.tokenizer import TOKEN_ID
+
+    return tok.get_vocab() == TOKEN_ID
+
+
 def _zoo_sources(hm, limit: int, seed: int) -> dict:
     """name -> loader() -> (Task, reference docs) for a zoo model; {} for any other model."""
-    if not str(getattr(hm, "name", "")).startswith("zoo:"):
+    if not _speaks_zoo(hm):
         return {}
     from .zoo_tasks import zoo_loaders
 

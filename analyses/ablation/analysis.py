@@ -55,7 +55,7 @@ def plan(hm, cfg: ComponentAblationConfig, ts: TaskSet) -> tuple[list[tuple[str,
     for m in cfg.methods:
         main += C.group_conditions(hm, kinds, m)
         if cfg.random_trials:
-            main += C.random_conditions(hm, kinds, m, cfg)
+            main += C.random_conditions(hm, kinds, m, cfg, ts.notes)
         if cfg.thirds:
             main += C.third_conditions(hm, kinds, m)
         if cfg.sweep:

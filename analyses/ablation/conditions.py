@@ -33,17 +33,21 @@ def group_conditions(hm, kinds, method: str) -> list[Condition]:
     return [Condition(f"group:{k}", method, tuple(hm.components.by_kind(k))) for k in kinds]
 
 
-def random_conditions(hm, kinds, method: str, cfg: ComponentAblationConfig) -> list[Condition]:
+def random_conditions(hm, kinds, method: str, cfg: ComponentAblationConfig, notes: list) -> list[Condition]:
     """Matched random controls: as many components as group:<kind>, drawn from every other component.
 
-    Draws depend on (seed, kind, trial) only, so every method ablates the same random components."""
+    Draws depend on (seed, kind, trial) only, so every method ablates the same random components. A group
+    with fewer other components than its own size (a pure model) has no control: said once in `notes`."""
     out = []
     for kind in kinds:
         group = hm.components.by_kind(kind)
         pool = [c for c in hm.components if c not in set(group)]
         if len(pool) < len(group):
-            warn(f"{hm.name}: no matched random control for group:{kind} ({len(group)} components, "
-                 f"{len(pool)} others to draw from)")
+            note = (f"no matched random control for group:{kind}: {len(group)} components, "
+                    f"{len(pool)} others to draw from")
+            if note not in notes:
+                notes.append(note)
+                warn(f"{hm.name}: {note}")
             continue
         for t in range(cfg.random_trials):
             chosen = hm.components.sample_matched(group, seed=stable_seed(cfg.seed, "random", kind, t))
