@@ -115,3 +115,17 @@ def test_logits_many_with_state_equals_one_by_one(tiny_models):
         one = run_with_state(hm, corrupt, items).logits
         assert (many[index] - one).abs().max().item() < TOL
     assert (many[1] - many[0]).abs().max().item() > 1e-3
+
+
+def test_write_association_makes_the_memory_return_the_value():
+    """After the delta-rule write with beta = 1 and a unit key, reading S^T k returns v exactly."""
+    from mechhybrid.state import State, write_association
+
+    generator = torch.Generator().manual_seed(12)
+    memory = torch.randn(2, 3, 4, 5, generator=generator)
+    state = State(0, 0, "linear_attention", memory, torch.zeros(2, 6, 4), ("batch", "head", "d_k", "d_v"))
+    key = torch.nn.functional.normalize(torch.randn(4, generator=generator), dim=0)
+    value = torch.randn(5, generator=generator)
+    written = write_association(key, value, head=1)(state)
+    assert torch.allclose(torch.einsum("bkv,k->bv", written.recurrent[:, 1], key), value.expand(2, 5), atol=1e-5)
+    assert torch.equal(written.recurrent[:, 0], memory[:, 0]) and torch.equal(state.recurrent, memory)
