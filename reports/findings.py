@@ -19,12 +19,31 @@ from reports.numbers import data_tag, null_for
 __all__ = [
     "effect", "group_findings", "ppl_ratio_findings", "layer_findings", "third_findings",
     "resilience_findings", "context_findings", "correlation_findings", "cka_model_findings", "condition_line",
-    "label",
+    "label", "metric_words",
 ]
 
 
 def label(text) -> str:
     return f'<span class="label">{html.escape(str(text))}</span>'
+
+
+# Words for the metric names of docs/results-schema.md; anything else is shown as written.
+_METRIC_WORDS = {
+    "ppl": "perplexity", "ppl_ratio": "perplexity ratio", "clamp_frac": "share of clamped tokens",
+    "rel_norm_change": "relative change of the residual norm", "cosine": "cosine to the intact residual",
+    "out_in_norm_ratio": "output / input norm ratio", "kl_logit_lens": "logit-lens KL",
+    "cka": "CKA to the intact representation", "spearman": "Spearman rank correlation",
+}
+
+
+def metric_words(metric: str) -> str:
+    """'drop:arc' -> 'accuracy drop on arc'; 'kl_logit_lens' -> 'logit-lens KL'."""
+    head, _, rest = metric.partition(":")
+    if head == "drop" and rest:
+        return f"accuracy drop on {rest}"
+    if head == "acc" and rest:
+        return f"accuracy on {rest}"
+    return _METRIC_WORDS.get(metric, metric)
 
 
 def _model(record: dict) -> str:
@@ -96,7 +115,7 @@ def layer_findings(records: list[dict]) -> list[str]:
         if top:
             r = top[0]
             unit = "x" if metric == "ppl_ratio" else ""
-            out.append(f"{_model(r)}: the largest {label(metric)} of one component is at "
+            out.append(f"{_model(r)}: the largest {label(metric_words(metric))} of one component is at "
                        f"{label('layer ' + str(r['layer']) + ' ' + r['kind'])}: {effect(r, unit)}.")
     return out
 
@@ -108,7 +127,7 @@ def third_findings(records: list[dict]) -> list[str]:
         by_position = {r["position"]: r for r in group}
         unit = "x" if metric == "ppl_ratio" else ""
         parts = [f"{label(p)} {effect(by_position[p], unit)}" for p in tables.THIRDS if p in by_position]
-        out.append(f"{_model(group[0])}: {label(metric)} with one third of {label(kind)} removed: "
+        out.append(f"{_model(group[0])}: {label(metric_words(metric))} with one third of {label(kind)} removed: "
                    + "; ".join(parts) + ".")
     return out
 
@@ -124,7 +143,7 @@ def resilience_findings(trials: list[dict], medians: list[dict]) -> list[str]:
             continue
         layers = f"{removed} random layer" + ("" if removed == 1 else "s")
         out.append(f"{_model(group[0])}: skipping {label(layers)} gives a median "
-                   f"{label(metric)} of {data_tag(median['value'])} (every trial: "
+                   f"{label(metric_words(metric))} of {data_tag(median['value'])} (every trial: "
                    f"{data_tag(values[0])}&ndash;{data_tag(values[-1])}).")
     return out
 
@@ -137,7 +156,7 @@ def context_findings(records: list[dict]) -> list[str]:
         if not ordered:
             continue
         short, long = ordered[0], ordered[-1]
-        out.append(f"{_model(short)}, {label(series)}: {label(metric)} {data_tag(short['value'])} at "
+        out.append(f"{_model(short)}, {label(series)}: {label(metric_words(metric))} {data_tag(short['value'])} at "
                    f"{label(str(short['tokens']) + ' tokens')}, {data_tag(long['value'])} at "
                    f"{label(str(long['tokens']) + ' tokens')}.")
     return out
@@ -151,7 +170,7 @@ def correlation_findings(records: list[dict]) -> list[str]:
         if not known:
             continue
         top = sorted(known, key=lambda r: (-abs(r["value"]), r["diagnostic"]))[0]
-        out.append(f"{_model(top)}: of the diagnostics, {label(top['diagnostic'])} tracks the drop on "
+        out.append(f"{_model(top)}: of the diagnostics, {label(metric_words(top['diagnostic']))} tracks the effect on "
                    f"{label(benchmark)} most closely: Spearman rho {effect(top)}.")
     return out
 

@@ -147,3 +147,18 @@ def test_screenshot_writes_pngs(rendered_study, tmp_path):
     assert [p.name for p in pngs] == ["index.png", "zoo_gdn-hybrid.png"]
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
     assert pngs[1].stat().st_size > 50_000  # the charts were drawn, not a blank page
+
+
+def test_checkpoints_and_half_written_files_are_not_results(tmp_path):
+    """`<analysis>.partial/` holds resume checkpoints and `<analysis>.json.tmp` an atomic write in flight:
+    neither is a finished Result (docs/results-schema.md)."""
+    from reports.load import load_results
+
+    model = MODELS["transformer"]
+    out = write_results(tmp_path, [result(model, "component_ablation", ablation_rows(model, random.Random(0)))])
+    folder = out / "results" / "zoo_tiny-qwen2"
+    (folder / "representation.partial").mkdir()
+    (folder / "representation.partial" / "layer_0_attention.json").write_text("{", encoding="utf-8")
+    (folder / "representation.json.tmp").write_text("{", encoding="utf-8")
+    loaded = load_results(out)
+    assert loaded.problems == [] and list(loaded.models[0].results) == ["component_ablation"]
