@@ -17,7 +17,7 @@ def add_report_command(subparsers) -> argparse.ArgumentParser:
         "report", help="render the static HTML report of a results directory",
         description="Render DIR/index.html, DIR/models/<model>.html and DIR/compare.html from the result JSON "
                     "files under DIR/results (no model is loaded). Offline: the pages need no network.")
-    parser.add_argument("dir", type=Path, help="the study's output directory (the one holding results/)")
+    parser.add_argument("dir", type=Path, metavar="DIR", help="the study's output directory (the one holding results/)")
     parser.add_argument("--screenshot", action="store_true",
                         help="also write a PNG of each page with headless Chromium")
     # `handler` is what mechhybrid.cli.main calls; `func` for callers that follow the argparse docs.

@@ -106,7 +106,8 @@ def _read_one(path: Path) -> dict:
     try:
         result = json.loads(text, parse_constant=_missing_constant)
     except json.JSONDecodeError as error:
-        where = f"{error.msg} at line {error.lineno} column {error.colno}"
+        # json's messages may end in "at" ("Unterminated string starting at"): the position completes them.
+        where = f"{error.msg.removesuffix(' at')} at line {error.lineno} column {error.colno}"
         raise ValueError(f"corrupt or truncated JSON ({where})") from None
     check_result(result)
     return result
