@@ -2,8 +2,9 @@
 
     python benchmarks/bench_state.py [--seq 2048] [--repeats 3] [--skip-tl]
 
-On one qwen3_5-style hybrid (hidden 256, 3 Gated DeltaNet layers + 1 attention layer, 4 value heads of
-64 x 64 state):
+On one qwen3_5-style hybrid (hidden 256, 3 Gated DeltaNet layers + 1 attention layer, 8 value heads of
+64 x 64 state: 128 state floats per unit of width, half Qwen3-Next's 32 heads of 128 x 128 at width 2,048, so
+the trajectory's share of memory is smaller here than at real scale):
 - the state of one layer after one position of a `seq`-token prompt: `read_state` vs transformer-lens 4.3's
   eager scan (`eager_scan=True`, `hook_ssm_state`), which materialises the `[batch, seq, head, d_k, d_v]`
   trajectory (goal >= 10x less memory, faster);
@@ -32,8 +33,8 @@ def _build():
     config = AutoConfig.for_model(
         "qwen3_5_text", vocab_size=1024, hidden_size=256, num_hidden_layers=4,
         layer_types=["linear_attention"] * 3 + ["full_attention"], intermediate_size=768,
-        num_attention_heads=4, num_key_value_heads=2, head_dim=64, linear_num_key_heads=2,
-        linear_num_value_heads=4, linear_key_head_dim=64, linear_value_head_dim=64, tie_word_embeddings=True,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=64, linear_num_key_heads=4,
+        linear_num_value_heads=8, linear_key_head_dim=64, linear_value_head_dim=64, tie_word_embeddings=True,
     )
     model = AutoModelForCausalLM.from_config(config).eval()
     return model, mechhybrid.load(model)
@@ -99,7 +100,7 @@ def bench_read_state(seq: int, repeats: int, skip_tl: bool) -> None:
         assert (theirs() - reference).abs().max().item() < 1e-4, "transformer-lens disagrees with read_state"
         rows.append(("transformer-lens eager scan", _time(theirs, max(1, repeats - 2)), _peak_bytes(theirs)))
     print(f"\nstate of layer {layer} at one position of a {seq}-token prompt "
-          f"(trajectory would be {seq * 4 * 64 * 64 * 4 / 2**20:.0f} MiB per layer)")
+          f"(trajectory would be {seq * 8 * 64 * 64 * 4 / 2**20:.0f} MiB per layer)")
     base_time, base_mem = rows[0][1], rows[0][2]
     for label, seconds, peak in rows:
         print(f"  {label:<30} {seconds * 1e3:9.1f} ms ({seconds / base_time:5.2f}x)  peak {peak / 2**20:8.1f} MiB "

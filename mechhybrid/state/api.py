@@ -68,7 +68,7 @@ def _fresh(hm, run: Run):
 def _prefix_reads(run: Run, input_ids, phase: str) -> None:
     for position in run.boundaries():
         ops = [[op for op in ops if op.position == position] for ops in run.ops]
-        sub = Run(run.hm, run.batch, run.total, run.foundation, ops, run.bank)
+        sub = Run(run.hm, run.batch, run.total, run.foundation, ops, run.bank, keep_logits=False)
         run_span(sub, _fresh(run.hm, sub), input_ids, 0, position + 1, phase, fresh=True)
         for index, states in enumerate(sub.states):
             run.states[index].update(states)
@@ -91,7 +91,7 @@ def read_state(hm, input_ids, layers=None, positions=(-1,), interventions: Seque
     # foundation interventions with negative positions still count from the end of the *full* sequence.
     foundation, state_items = split_interventions(items)
     ops = resolve_ops(hm, state_items, seq, "prefill", batch)
-    run = Run(hm, batch, seq, [foundation], [ops])
+    run = Run(hm, batch, seq, [foundation], [ops], keep_logits=False)
     run.bank.fill(hm, input_ids, [foundation], "prefill")
     if spec_for(hm).continuation == "token" and not run.modifies():
         _prefix_reads(run, head, "prefill")
