@@ -122,3 +122,16 @@ def greedy_reference_with_state(hm, ids, edit):
         logits = run_with_state(hm, tokens, [edit]).logits[:, -1]
         tokens = torch.cat([tokens, logits.argmax(-1, keepdim=True)], 1)
     return tokens
+
+
+@pytest.mark.parametrize("model_type", ["mamba2", "jamba", "recurrent_gemma"])
+def test_decode_phase_state_edit_equals_segmented_forward(tiny_models, model_type):
+    """Zeroing a state after a generated token == the same edit in one segmented forward over the final tokens."""
+    _, hm = tiny_models(model_type)
+    ids = random_ids(2, PROMPT, seed=25)
+    layer = min(c.layer for c in hm.components if c.kind in ("ssm", "recurrent"))
+    edit = EditState([layer], PROMPT + 1, zero_state, phase="decode")
+    ours = generate(hm, ids, [edit], max_new_tokens=NEW)
+    full = run_with_state(hm, ours.tokens, [EditState([layer], PROMPT + 1, zero_state)]).logits
+    assert (ours.logits - full[:, PROMPT - 1 : PROMPT - 1 + NEW]).abs().max().item() < TOL
+    assert (ours.logits - generate(hm, ids, max_new_tokens=NEW).logits).abs().max().item() > 1e-4
