@@ -37,3 +37,12 @@ def test_user_errors_are_one_line_and_exit_2(tmp_path, capsys):
     capsys.readouterr()
     assert "unknown dtype" in _one_line_error(capsys, ["inspect", str(tmp_path / "pickled"), "--dtype", "floaty"])
     _one_line_error(capsys, ["no-such-command"])
+
+
+def test_zoo_and_extension_commands_are_wired(capsys):
+    assert main(["zoo", "list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert isinstance(listed, list)
+    assert "unknown zoo model 'no-such-model'" in _one_line_error(capsys, ["inspect", "zoo:no-such-model"])
+    assert "unknown zoo model" in _one_line_error(capsys, ["zoo", "show", "no-such-model"])
+    assert "unknown analysis 'no-such-analysis'" in _one_line_error(capsys, ["run", "no-such-analysis", "--model", "zoo:x"])
