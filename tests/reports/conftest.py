@@ -258,6 +258,38 @@ class Browser:
         self.send("Target.closeTarget", targetId=target)
         return {"state": state, "events": events}
 
+    def tooltips(self, path: Path, timeout_s: float = 45) -> list[dict]:
+        """Hover the first mark of every chart on `path`; return each tooltip's text and child-element tags."""
+        import time
+
+        target = self.send("Target.createTarget", url="about:blank")["targetId"]
+        session = self.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+        self.send("Runtime.enable", session=session)
+        self.send("Emulation.setDeviceMetricsOverride", session=session, width=1280, height=900,
+                  deviceScaleFactor=1, mobile=False)
+        self.send("Page.navigate", session=session, url=path.resolve().as_uri())
+        deadline = time.time() + timeout_s
+        while time.time() < deadline:
+            state = self.send("Runtime.evaluate", session=session, returnByValue=True, expression=_STATE_JS)
+            if (state["result"].get("value") or {}).get("ready"):
+                break
+            time.sleep(0.2)
+        found = []
+        for chart in state["result"]["value"]["charts"]:
+            point = self.send("Runtime.evaluate", session=session, returnByValue=True,
+                              expression=_MARK_JS.replace("CHART_ID", chart["id"]))["result"].get("value")
+            if point is None:
+                found.append({"chart": chart["id"], "text": None, "tags": []})
+                continue
+            for dx in (0, 0.5):  # a second move: vega shows the tooltip on pointer movement over the mark
+                self.send("Input.dispatchMouseEvent", session=session, type="mouseMoved", x=point[0] + dx,
+                          y=point[1] + dx)
+                time.sleep(0.15)
+            tip = self.send("Runtime.evaluate", session=session, returnByValue=True, expression=_TOOLTIP_JS)
+            found.append(dict(tip["result"].get("value") or {"text": None, "tags": []}, chart=chart["id"]))
+        self.send("Target.closeTarget", targetId=target)
+        return found
+
     def close(self):
         import subprocess
 
@@ -284,6 +316,34 @@ _STATE_JS = """(() => {
           specs: specs.length, done: done, charts: charts, imgs: document.querySelectorAll('img').length,
           text: document.body ? document.body.innerText : ''};
 })()"""
+
+
+# The centre of the first data mark (bar, cell or dot, not an axis or legend) of one chart, scrolled into view.
+_MARK_JS = """(() => {
+  const marks = document.querySelectorAll(
+    '#CHART_ID svg g.mark-rect.role-mark path, #CHART_ID svg g.mark-symbol.role-mark path');
+  for (const el of marks) {
+    el.scrollIntoView({block: 'center', inline: 'center'});
+    const r = el.getBoundingClientRect();
+    if (r.width > 2 && r.height > 2) return [r.x + r.width / 2, r.y + r.height / 2];
+  }
+  return null;
+})()"""
+
+_TOOLTIP_JS = """(() => {
+  const t = document.getElementById('vg-tooltip-element');
+  if (!t || !t.classList.contains('visible')) return null;
+  return {text: t.innerText, tags: Array.from(t.querySelectorAll('*')).map(e => e.tagName.toLowerCase())};
+})()"""
+
+
+def tooltip_fields(text: str) -> dict[str, str]:
+    """vega-tooltip's table as text ('key\\t\\nvalue' per entry) -> {key: value}."""
+    fields = {}
+    for entry in text.strip().split("\n\n"):
+        key, _, value = entry.partition("\t\n")
+        fields[key.strip()] = value
+    return fields
 
 
 def problems_in(events: list[dict]) -> list[str]:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import PROBE, problems_in
+import csv
+
+from conftest import PROBE, problems_in, tooltip_fields
 
 
 def _pages(root: Path) -> list[Path]:
@@ -37,3 +39,30 @@ def test_injection_probes_render_as_text(browser, probe_dir):
         assert state["imgs"] == 0, page.name  # '<img src=x onerror=...>' stayed text
     index = browser.visit(probe_dir / "index.html")["state"]
     assert PROBE in index["text"]  # shown to the reader literally
+
+
+def _csv_rows(root: Path) -> dict[tuple, dict]:
+    with open(root / "results.csv", newline="", encoding="utf-8") as handle:
+        return {(r["model"], r["condition"], r["method"], r["metric"]): r for r in csv.DictReader(handle)}
+
+
+def test_hovered_tooltips_show_the_csv_numbers(browser, rendered_study):
+    rows = _csv_rows(rendered_study)
+    shown = browser.tooltips(rendered_study / "models" / "zoo_gdn-hybrid.html")
+    assert len(shown) >= 10
+    for tip in shown:
+        assert tip["text"], f"no tooltip on {tip['chart']}"
+        fields = tooltip_fields(tip["text"])
+        row = rows[(fields["model"], fields["condition"], fields["method"], fields["metric"])]
+        assert fields["value"] == (row["value"] or "n/a"), tip["chart"]
+        assert fields["95% CI low"] == (row["ci_low"] or "n/a") and fields["95% CI high"] == (row["ci_high"] or "n/a")
+        assert fields["n"] == row["n"] and fields["seed"] == row["seed"]
+
+
+def test_probe_in_a_tooltip_stays_text(browser, probe_dir):
+    page = next(p for p in (probe_dir / "models").glob("*.html") if "script" in p.name)
+    shown = [tip for tip in browser.tooltips(page) if tip["text"]]
+    assert shown
+    for tip in shown:
+        assert not {"img", "script"} & set(tip["tags"]), tip["chart"]
+        assert tooltip_fields(tip["text"])["model"] == f"zoo:{PROBE}"
