@@ -8,7 +8,7 @@ from urllib.parse import quote
 from reports import findings, tables
 from reports.html import esc, page
 from reports.load import Loaded
-from reports.pages import _swatch, model_href, ordered_models
+from reports.pages import model_href, ordered_models, swatch
 from reports.palette import ROLE_LABELS, Palette
 
 __all__ = ["index_page"]
@@ -33,7 +33,7 @@ def _models_table(loaded: Loaded, palette: Palette) -> str:
         family = str(model.get("family"))
         rows.append(
             f'<tr><td><a href="{esc(model_href(entry.slug))}">{esc(model.get("name"))}</a></td>'
-            f"<td>{_swatch(palette, family)}{esc(family)}</td><td>{esc(ROLE_LABELS[entry.role])}</td>"
+            f"<td>{swatch(palette, family)}{esc(family)}</td><td>{esc(ROLE_LABELS[entry.role])}</td>"
             f"<td>{esc(model.get('topology'))}</td><td>{esc(model.get('n_params'))}</td>"
             f"<td>{esc(model.get('n_layers'))}</td><td>{analyses}</td><td>{methods}</td>"
             f"<td>{_distinct(r.get('seed') for r in results)}</td></tr>")

@@ -15,7 +15,7 @@ from reports.html import ChartBlock, chart_html, esc, page
 from reports.load import Loaded, ModelResults
 from reports.palette import ROLE_LABELS, ROLE_ORDER, Palette
 
-__all__ = ["index_page", "model_page", "compare_page", "model_href", "ordered_models"]
+__all__ = ["model_page", "compare_page", "model_href", "ordered_models", "swatch"]
 
 
 def model_href(slug: str) -> str:
@@ -118,9 +118,14 @@ def _rows_table(result: dict) -> str:
 def _provenance(result: dict, href: str) -> str:
     config = json.dumps(result.get("config"), indent=1, sort_keys=True, ensure_ascii=False, default=str)
     versions = ", ".join(f"{esc(k)} {esc(v)}" for k, v in sorted((result.get("versions") or {}).items()))
+    extra = result.get("extra") if isinstance(result.get("extra"), dict) else {}
+    notes = [n for n in extra.get("notes") or [] if isinstance(n, str)] if isinstance(extra.get("notes"), list) else []
+    # The analysis' own caveats (a capped context, a fallback kernel) belong next to its numbers.
+    notes_html = "".join(f"<li>{esc(n)}</li>" for n in notes)
     return (f'<p>Method <span class="label">{esc(result.get("method"))}</span>; seed {esc(result.get("seed"))}; '
             f"versions {versions}; <a href=\"{esc(href)}\">the result JSON</a>.</p>"
-            f"<details><summary>Config</summary><pre>{esc(config)}</pre></details>")
+            + (f'<ul class="notes">{notes_html}</ul>' if notes else "")
+            + f"<details><summary>Config</summary><pre>{esc(config)}</pre></details>")
 
 
 def _model_header(entry: ModelResults, palette: Palette) -> str:
@@ -131,14 +136,15 @@ def _model_header(entry: ModelResults, palette: Palette) -> str:
             layers.setdefault(c.get("layer"), []).append(tables.kind_label(str(c.get("kind"))))
     rows = "".join(f"<tr><td>{esc(layer)}</td><td>{esc(', '.join(kinds))}</td></tr>" for layer, kinds in layers.items())
     family = str(model.get("family"))
-    return (f"<h1>{esc(model.get('name'))}</h1><p>{_swatch(palette, family)}family <b>{esc(family)}</b>, "
+    return (f"<h1>{esc(model.get('name'))}</h1><p>{swatch(palette, family)}family <b>{esc(family)}</b>, "
             f"{esc(ROLE_LABELS[entry.role])}; topology {esc(model.get('topology'))}; "
             f"{esc(model.get('n_params'))} parameters; {esc(model.get('n_layers'))} layers.</p>"
             f"<details><summary>Components</summary><table><tr><th>layer</th><th>kinds</th></tr>{rows}"
             "</table></details>")
 
 
-def _swatch(palette: Palette, family: str) -> str:
+def swatch(palette: Palette, family: str) -> str:
+    """A small square of the family's colour, as in the charts' legends."""
     return f'<span class="swatch" style="background:{esc(palette.get(family, "#999999"))}"></span>'
 
 

@@ -159,6 +159,7 @@ def probe_results() -> list[dict]:
     rows.append(_row(f"group:{PROBE}", f"drop:{PROBE}", 0.25, 0.05))
     abl = result(model, "component_ablation", rows, method=f"zero{PROBE}", data_name=f"data{PROBE}")
     abl["config"] = {"note": PROBE}
+    abl["extra"] = {"notes": [f"note{PROBE}"]}
     abl["versions"] = dict(abl["versions"], torch=PROBE)
     abl["data"][0]["version"] = PROBE
     other = result(model, f"x{PROBE}", [_row(f"cond{PROBE}", f"metric{PROBE}", 0.5, 0.1)])

@@ -69,6 +69,7 @@ def test_probes_are_text_never_markup(probe_dir):
     assert PROBE in index_text
     probe_page = next(p for p in _pages(probe_dir) if "script" in p.name)
     assert f"fam{PROBE}" in "".join(_parse(probe_page).text)
+    assert f"note{PROBE}" in "".join(_parse(probe_page).text)
     assert f"data{PROBE}" in "".join(_parse(probe_page).text) or f"data{PROBE}" in index_text
 
 
