@@ -15,6 +15,11 @@ from mechhybrid.state.spec import resolve_layers, spec_for
 from mechhybrid.state.types import ReadState, State
 
 
+READ_SEGMENT = 512
+"""Tokens per forward when `read_state` runs a long prefix through the cache (chunk families): the model's
+activations then scale with 512 tokens, not with the prefix (the attention KV cache still grows with it)."""
+
+
 @dataclass
 class StateRunResult:
     """What one forward with state interventions returns (the foundation `RunResult` plus the states read)."""
@@ -91,7 +96,7 @@ def read_state(hm, input_ids, layers=None, positions=(-1,), interventions: Seque
     # foundation interventions with negative positions still count from the end of the *full* sequence.
     foundation, state_items = split_interventions(items)
     ops = resolve_ops(hm, state_items, seq, "prefill", batch)
-    run = Run(hm, batch, seq, [foundation], [ops], keep_logits=False)
+    run = Run(hm, batch, seq, [foundation], [ops], keep_logits=False, max_segment=READ_SEGMENT)
     run.bank.fill(hm, input_ids, [foundation], "prefill")
     if spec_for(hm).continuation == "token" and not run.modifies():
         _prefix_reads(run, head, "prefill")

@@ -55,6 +55,9 @@ class Run:
     keep_logits: bool = True
     """False when only states are wanted: the unembedding then runs on the last token only (`logits_to_keep`),
     which saves `seq x vocab` floats (1.2 GB at 2,048 tokens x a 150k vocabulary)."""
+    max_segment: int | None = None
+    """Longest piece run at once where continuation is exact: bounds the forward's activations by this many
+    tokens instead of the sequence (read_state: 512; 71 -> 24 MiB peak at 2,048 tokens, bench_state.py)."""
     captures: list[dict] = field(default_factory=list)
     """Per set: component -> (Capture, pieces, recorded absolute positions)."""
     states: list[dict] = field(default_factory=list)
@@ -217,12 +220,14 @@ def finish_captures(run: Run) -> list[dict]:
     ]
 
 
-def segments(hm, start: int, stop: int, boundaries, fresh: bool) -> list[tuple[int, int]]:
-    """[a, b) pieces of [start, stop) that end right after each boundary; one-token pieces after the first
-    piece where the family's multi-token continuation is not exact."""
-    cuts = sorted({p + 1 for p in boundaries if start < p + 1 < stop} | {stop})
+def segments(hm, start: int, stop: int, boundaries, fresh: bool, max_len: int | None = None) -> list[tuple[int, int]]:
+    """[a, b) pieces of [start, stop) that end right after each boundary (and, with `max_len`, are at most that
+    long); one-token pieces after the first piece where the family's multi-token continuation is not exact."""
+    cuts = {p + 1 for p in boundaries if start < p + 1 < stop} | {stop}
+    if max_len is not None and spec_for(hm).continuation == "chunk":
+        cuts |= set(range(start + max_len, stop, max_len))
     pieces, a = [], start
-    for b in cuts:
+    for b in sorted(cuts):
         pieces.append((a, b))
         a = b
     if spec_for(hm).continuation == "chunk":
@@ -240,7 +245,7 @@ def run_span(run: Run, cache, input_ids, start: int, stop: int, phase: str, fres
     """Tokens [start, stop) in segments, applying state operations at the boundaries; `[rows, seq, vocab]`."""
     boundaries = set(run.boundaries())
     pieces = []
-    for a, b in segments(run.hm, start, stop, boundaries, fresh):
+    for a, b in segments(run.hm, start, stop, boundaries, fresh, run.max_segment):
         pieces.append(run_segment(run, cache, input_ids, a, b, phase))
         if b - 1 in boundaries:
             apply_ops(run, cache, b - 1)

@@ -95,14 +95,17 @@ def test_mamba2_state_equals_plain_recurrence(tiny_models, monkeypatch):
 
 
 def test_read_state_memory_does_not_grow_with_sequence(tiny_models):
-    """Reading after token 255 costs the same whatever follows it; reading the last token grows ~linearly
-    (the forward's activations), not with seq x state (measured: 1.39 MiB at 512 and 2,048 tokens; 5.5 -> 11.0
-    MiB from the last of 1,024 to the last of 2,048)."""
+    """Reading after token 255 costs the same whatever follows it (1.39 MiB at 512 and 2,048 tokens), and reading
+    after the last token runs the prefix through the cache 512 tokens at a time, so only the attention layer's KV
+    cache grows with the sequence (measured 2.77 -> 3.96 MiB from the last of 512 to the last of 2,048 tokens;
+    one 2,048-token forward peaks at 11.0 MiB, and the state trajectory alone would be 6 MiB)."""
     _, hm = tiny_models("qwen3_5_text")
     short, long = random_ids(1, 512, seed=4), random_ids(1, 2048, seed=4)
     fixed_short = peak_cpu_bytes(lambda: read_state(hm, short, None, [255]))
     fixed_long = peak_cpu_bytes(lambda: read_state(hm, long, None, [255]))
     assert fixed_long / fixed_short < 1.1
-    last_256 = peak_cpu_bytes(lambda: read_state(hm, short[:, :256], None, [-1]))
-    last_512 = peak_cpu_bytes(lambda: read_state(hm, short, None, [-1]))
-    assert 1.2 < last_512 / last_256 < 2.5
+    last_short = peak_cpu_bytes(lambda: read_state(hm, short, None, [-1]))
+    last_long = peak_cpu_bytes(lambda: read_state(hm, long, None, [-1]))
+    print(f"peak MiB: @255 {fixed_short / 2**20:.2f} / {fixed_long / 2**20:.2f}; last {last_short / 2**20:.2f} / "
+          f"{last_long / 2**20:.2f}")
+    assert last_long / last_short < 1.6
