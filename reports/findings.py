@@ -19,7 +19,7 @@ from reports.numbers import data_tag, null_for
 __all__ = [
     "effect", "group_findings", "ppl_ratio_findings", "layer_findings", "third_findings",
     "resilience_findings", "context_findings", "correlation_findings", "cka_model_findings", "condition_line",
-    "label", "metric_words",
+    "label", "metric_words", "span",
 ]
 
 
@@ -50,13 +50,19 @@ def _model(record: dict) -> str:
     return f'<span class="model">{html.escape(record["model"])}</span> ({html.escape(record["role"])})'
 
 
+def span(low, high, unit: str = "") -> str:
+    """'0.2&ndash;0.3', or '-0.01 to 0.3' when a bound is negative (a dash next to a minus sign misreads)."""
+    joint = " to " if (low is not None and low < 0) or (high is not None and high < 0) else "&ndash;"
+    return f"{data_tag(low, unit)}{joint}{data_tag(high, unit)}"
+
+
 def effect(record: dict, unit: str = "") -> str:
     """'0.312 (95% CI 0.27-0.35)', or with 'not resolved' when the CI holds the no-effect value."""
     text = data_tag(record["value"], unit)
     low, high = record["ci_low"], record["ci_high"]
     if low is None or high is None:
         return text + " (no CI)"
-    text += f" (95% CI {data_tag(low, unit)}&ndash;{data_tag(high, unit)}"
+    text += f" (95% CI {span(low, high, unit)}"
     null = null_for(record["metric"])
     if low <= null <= high:
         return text + f"; not resolved: the CI includes {'no change' if null else 'zero'})"
@@ -89,7 +95,7 @@ def group_findings(records: list[dict]) -> list[str]:
         for kind, trials in _by(randoms, "kind").items():
             ordered = sorted(trials, key=lambda r: r["value"])
             sentence += (f"; removing as many components at random as there are {label(kind[0])} components: "
-                         f"{data_tag(ordered[0]['value'])}&ndash;{data_tag(ordered[-1]['value'])} across trials")
+                         f"{span(ordered[0]['value'], ordered[-1]['value'])} across trials")
         out.append(sentence + ".")
     return out
 
@@ -144,7 +150,7 @@ def resilience_findings(trials: list[dict], medians: list[dict]) -> list[str]:
         layers = f"{removed} random layer" + ("" if removed == 1 else "s")
         out.append(f"{_model(group[0])}: skipping {label(layers)} gives a median "
                    f"{label(metric_words(metric))} of {data_tag(median['value'])} (every trial: "
-                   f"{data_tag(values[0])}&ndash;{data_tag(values[-1])}).")
+                   f"{span(values[0], values[-1])}).")
     return out
 
 

@@ -29,7 +29,7 @@ def _models_table(loaded: Loaded, palette: Palette) -> str:
     for entry in ordered_models(loaded):
         model, results = entry.model, list(entry.results.values())
         analyses = ", ".join(f'<a href="{esc(quote(entry.files[a]))}">{esc(a)}</a>' for a in entry.results)
-        methods = _distinct(str(row["method"]) for r in results for row in r["rows"])
+        methods = _distinct(tables.methods_of(results))
         family = str(model.get("family"))
         rows.append(
             f'<tr><td><a href="{esc(model_href(entry.slug))}">{esc(model.get("name"))}</a></td>'

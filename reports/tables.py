@@ -59,9 +59,16 @@ def is_effect(metric: str) -> bool:
     return metric.startswith("drop:") or metric == "ppl_ratio"
 
 
+# Pages show `zero` first (the semantics of most published ablations, Study A's Falcon-H1 included), whole-
+# block `skip` (resilience) last; semantics the contract does not name follow, sorted.
+_METHOD_ORDER = ("zero", "mean", "resample", "skip")
+
+
 def methods_of(results) -> list[str]:
-    """Ablation semantics used by the rows, sorted; 'none' (baselines) is not one."""
-    return sorted({str(row["method"]) for result in as_results(results) for row in result["rows"]} - {"none"})
+    """Ablation semantics used by the rows, in page order; 'none' (baselines) is not one."""
+    found = {str(row["method"]) for result in as_results(results) for row in result["rows"]} - {"none"}
+    known = [m for m in _METHOD_ORDER if m in found]
+    return known + sorted(found - set(known))
 
 
 def only_method(results, method: str) -> list[dict]:
