@@ -168,6 +168,8 @@ def run_study(models=None, out_dir="mechhybrid-out", force: bool = False, progre
     out = check_out_dir(out_dir)
     quarantine_corrupt(out)
     models = list(models) if models else zoo_models()
+    if not models:
+        raise MechHybridError("no zoo models are installed; name models with --models")
     configs = dict(configs or {})
     for name in analyses:
         get_analysis(name)

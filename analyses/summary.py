@@ -10,7 +10,7 @@ from .schema import Result, iter_result_paths, read_result
 
 __all__ = ["summarize", "format_result"]
 
-MAX_COLS = 8
+MAX_COLS = 10
 
 
 def _num(x: float | None) -> str:
@@ -24,7 +24,8 @@ def _num(x: float | None) -> str:
 
 def _cell(row) -> str:
     text = _num(row.value)
-    if row.ci_low is not None:
+    # Intervals on what a reader compares (drops, ratios, correlations); accuracies stay short.
+    if row.ci_low is not None and row.metric.startswith(("drop:", "ppl_ratio", "spearman")):
         text += f" [{_num(row.ci_low)},{_num(row.ci_high)}]"
     return text
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import math
 import random
 
 from mechhybrid.errors import MechHybridError
@@ -11,9 +13,11 @@ from ..scoring import Condition
 from .config import MIXER_KINDS, ComponentAblationConfig
 
 __all__ = ["ablated_kinds", "group_conditions", "random_conditions", "sweep_conditions", "third_conditions",
-           "resilience_conditions", "removed_counts", "BASELINE"]
+           "resilience_conditions", "removed_counts", "distinct_draws", "BASELINE"]
 
 BASELINE = Condition("baseline", "none")
+MAX_ENUM = 10_000
+"""Up to this many possible subsets, random trials are distinct subsets (see distinct_draws)."""
 THIRDS = ("early", "middle", "late")
 
 
@@ -33,11 +37,26 @@ def group_conditions(hm, kinds, method: str) -> list[Condition]:
     return [Condition(f"group:{k}", method, tuple(hm.components.by_kind(k))) for k in kinds]
 
 
+def distinct_draws(pool: list, k: int, trials: int, seed: int) -> list[tuple]:
+    """`trials` random k-subsets of `pool` (in pool order), all different while there are enough.
+
+    A 4-layer model has only 4 ways to remove one layer: independent draws would repeat some and miss
+    others, so trials cycle through a seeded shuffle of every subset when there are at most MAX_ENUM."""
+    rng = random.Random(seed)
+    if math.comb(len(pool), k) <= MAX_ENUM:
+        combos = list(itertools.combinations(range(len(pool)), k))
+        rng.shuffle(combos)
+        picks = [combos[t % len(combos)] for t in range(trials)]
+    else:  # so many subsets that independent draws almost never repeat
+        picks = [tuple(sorted(rng.sample(range(len(pool)), k))) for _ in range(trials)]
+    return [tuple(pool[i] for i in pick) for pick in picks]
+
+
 def random_conditions(hm, kinds, method: str, cfg: ComponentAblationConfig, notes: list) -> list[Condition]:
     """Matched random controls: as many components as group:<kind>, drawn from every other component.
 
-    Draws depend on (seed, kind, trial) only, so every method ablates the same random components. A group
-    with fewer other components than its own size (a pure model) has no control: said once in `notes`."""
+    Draws depend on (seed, kind) only, so every method ablates the same random components. A group with
+    fewer other components than its own size (a pure model) has no control: said once in `notes`."""
     out = []
     for kind in kinds:
         group = hm.components.by_kind(kind)
@@ -49,9 +68,8 @@ def random_conditions(hm, kinds, method: str, cfg: ComponentAblationConfig, note
                 notes.append(note)
                 warn(f"{hm.name}: {note}")
             continue
-        for t in range(cfg.random_trials):
-            chosen = hm.components.sample_matched(group, seed=stable_seed(cfg.seed, "random", kind, t))
-            out.append(Condition(f"random:{kind}:{t}", method, tuple(chosen)))
+        draws = distinct_draws(pool, len(group), cfg.random_trials, stable_seed(cfg.seed, "random", kind))
+        out += [Condition(f"random:{kind}:{t}", method, comps) for t, comps in enumerate(draws)]
     return out
 
 
@@ -86,11 +104,9 @@ def resilience_conditions(hm, cfg: ComponentAblationConfig) -> list[Condition]:
     first = {}
     for c in hm.components:
         first.setdefault(c.layer, c)
-    layers = sorted(first)
+    layers = [first[i] for i in sorted(first)]
     out = []
     for k in removed_counts(hm, cfg):
-        for t in range(cfg.resilience_trials):
-            rng = random.Random(stable_seed(cfg.seed, "resilience", k, t))
-            chosen = sorted(rng.sample(layers, k))
-            out.append(Condition(f"resilience:{k}:{t}", "skip", tuple(first[i] for i in chosen)))
+        draws = distinct_draws(layers, k, cfg.resilience_trials, stable_seed(cfg.seed, "resilience", k))
+        out += [Condition(f"resilience:{k}:{t}", "skip", comps) for t, comps in enumerate(draws)]
     return out

@@ -144,3 +144,13 @@ def test_missing_benchmarks_are_clear_errors(hm_qwen2):
         run(hm_qwen2, ComponentAblationConfig(), tasks=no_lm)
     with pytest.raises(MechHybridError, match="below the model's 4 layers"):
         run(hm_qwen2, ComponentAblationConfig(resilience_removed=(4,)), tasks=make_tasks())
+
+
+def test_random_draws_are_distinct_while_possible():
+    from analyses.ablation.conditions import distinct_draws
+
+    draws = distinct_draws(list("abcd"), 1, 5, seed=0)
+    assert len(set(draws[:4])) == 4 and draws[4] == draws[0]  # all 4 single-layer removals, then cycle
+    assert distinct_draws(list("abcd"), 2, 3, seed=7) == distinct_draws(list("abcd"), 2, 3, seed=7)
+    big = distinct_draws(list(range(40)), 10, 5, seed=1)  # C(40, 10) subsets: independent draws
+    assert len(set(big)) == 5 and all(list(d) == sorted(d) for d in big)
