@@ -101,8 +101,14 @@ def test_nothing_to_render_is_a_user_error(tmp_path, capsys):
     assert "no results to report" in capsys.readouterr().err
 
 
-def test_renders_with_torch_blocked(tmp_path):
+def test_renders_with_torch_blocked_and_same_bytes_in_another_process(tmp_path, monkeypatch):
+    """A fresh interpreter, torch blocked, another hash seed: the same pages as this process renders."""
+    import os
+
+    import reports.html
+
     write_results(tmp_path / "out", study_results()[4:6])  # the pure-SSM control's two results
+    shutil.copytree(tmp_path / "out", tmp_path / "here")
     script = textwrap.dedent(f"""
         import sys
         class Block:
@@ -121,9 +127,12 @@ def test_renders_with_torch_blocked(tmp_path):
         print("ok")
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
-                          cwd=Path(reports.__file__).parents[1])
+                          cwd=Path(reports.__file__).parents[1], env=dict(os.environ, PYTHONHASHSEED="4242"))
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
-    assert (tmp_path / "out" / "compare.html").is_file()
+    monkeypatch.setattr(reports.html, "vega_bundle", lambda: "/* vega runtime */")
+    reports.render(tmp_path / "here")
+    assert _snapshot(tmp_path / "out") == _snapshot(tmp_path / "here")
+    assert len(_snapshot(tmp_path / "out")) == 3
 
 
 def test_screenshot_flag_reaches_render(tmp_path, monkeypatch):
