@@ -9,7 +9,7 @@ from mechhybrid.errors import MechHybridError
 
 from .schema import DataInfo
 from .scoring import References
-from .tasks import LMTask, Task
+from .tasks import LMTask, Task, fit_to
 
 __all__ = ["TaskSet", "load_tasks", "task_set"]
 
@@ -83,8 +83,7 @@ def _file_sources(hm, data: dict, limit: int, seed: int, lm_tokens: int) -> dict
         raise MechHybridError(f"no reader for data {unknown}; readers: {', '.join(sorted(READERS))}")
     if getattr(hm, "tokenizer", None) is None:
         raise MechHybridError(f"model {hm.name} has no tokenizer, so its text benchmarks cannot be encoded")
-    max_len = getattr(hm.hf_model.config, "max_position_embeddings", None)
-    max_len = lm_tokens if max_len is None else min(lm_tokens, max_len)
+    max_len = _max_len(hm, lm_tokens)
     return {name: (lambda n=name, p=path: read_benchmark(n, p, hm.tokenizer, limit, seed, max_len))
             for name, path in data.items()}
 
@@ -92,7 +91,7 @@ def _file_sources(hm, data: dict, limit: int, seed: int, lm_tokens: int) -> dict
 def load_tasks(hm, cfg, analysis: str) -> TaskSet:
     """The benchmarks `cfg` selects for `hm` (all available by default); a clear error for one it lacks."""
     sources = _zoo_sources(hm, cfg.limit, cfg.seed)
-    sources.update(_file_sources(hm, cfg.data, cfg.limit, cfg.seed, cfg.lm_tokens))
+    sources.update(_file_sources(hm, cfg.data, cfg.limit, cfg.seed, min(cfg.lm_tokens, cfg.max_tokens or cfg.lm_tokens)))
     if cfg.benchmarks:
         missing = [b for b in cfg.benchmarks if b not in sources]
         if missing:
@@ -105,10 +104,24 @@ def load_tasks(hm, cfg, analysis: str) -> TaskSet:
     if not names:
         raise MechHybridError(f"{analysis}: model {hm.name} has no benchmark data; give local data sets "
                               "in the config's `data` table (e.g. data.wikitext = PATH)")
-    tasks, ref_docs = {}, None
+    tasks, ref_docs, notes = {}, None, []
+    max_len = _max_len(hm, cfg.max_tokens)
     for name in names:
         task, refs = sources[name]()
+        if max_len is not None:
+            task, cut = fit_to(task, max_len)
+            if cut:
+                notes.append(f"{name}: {cut} prompt(s) left-truncated to {max_len} tokens")
         tasks[name] = task
         if refs:
             ref_docs = refs
-    return TaskSet(tasks, References.from_docs(ref_docs) if ref_docs else None)
+    return TaskSet(tasks, References.from_docs(ref_docs) if ref_docs else None, notes)
+
+
+def _max_len(hm, max_tokens: int) -> int | None:
+    """The longest sequence to feed: the config's cap, else the model's own position limit (None: none)."""
+    config = hm.hf_model.config
+    limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    if max_tokens:
+        return max_tokens if limit is None else min(max_tokens, limit)
+    return limit

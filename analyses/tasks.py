@@ -10,12 +10,13 @@ one or several seqs).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
 
 __all__ = ["Seq", "SeqScores", "LMTask", "ChoiceItem", "ChoiceTask", "SpanItem", "SpanTask",
-           "GenItem", "GenTask", "Task", "LOSS_CLAMP"]
+           "GenItem", "GenTask", "Task", "LOSS_CLAMP", "fit_to"]
 
 LOSS_CLAMP = 20.0
 """Per-token loss clamp for perplexity (Study A exp. 5): one broken token cannot reach exp(inf)."""
@@ -187,3 +188,22 @@ class GenTask:
 
 
 Task = LMTask | ChoiceTask | SpanTask | GenTask
+
+
+def fit_to(task, max_len: int):
+    """(task, items cut): multiple-choice contexts and generation prompts left-truncated so that every
+    sequence fits max_len tokens; lm windows and answer spans are left as they are."""
+    if isinstance(task, ChoiceTask):
+        items, cut = [], 0
+        for it in task.items:
+            room = max_len - max(len(c) for c in it.choices)
+            cut += len(it.context) > room
+            items.append(ChoiceItem(tuple(it.context[-room:]), it.choices, it.answer) if len(it.context) > room else it)
+        return dataclasses.replace(task, items=tuple(items)), cut
+    if isinstance(task, GenTask):
+        room = max_len - task.max_new_tokens
+        cut = sum(len(it.prompt) > room for it in task.items)
+        items = tuple(GenItem(tuple(it.prompt[-room:]), it.answer) if len(it.prompt) > room else it
+                      for it in task.items)
+        return dataclasses.replace(task, items=items), cut
+    return task, 0

@@ -17,6 +17,8 @@ def check_common(cfg) -> None:
     """Checks shared by every analysis Config: benchmark selection, limit, batching, data paths."""
     if cfg.limit < 1:
         raise MechHybridError(f"limit must be >= 1, got {cfg.limit}")
+    if cfg.max_tokens < 0:
+        raise MechHybridError(f"max_tokens must be >= 0 (0 = the model's maximum), got {cfg.max_tokens}")
     if cfg.lm_tokens < 2:
         raise MechHybridError(f"lm_tokens must be >= 2, got {cfg.lm_tokens}")
     if cfg.batch_size < 1:
@@ -51,6 +53,9 @@ class ComponentAblationConfig:
     lm_tokens: int = 2048
     """Tokens per window of a real language-modelling corpus (wikitext; Study A: 2,048), capped at the
     model's maximum length."""
+    max_tokens: int = 0
+    """Longest sequence fed to the model (0 = the model's maximum): longer multiple-choice and generative
+    prompts lose their earliest tokens, i.e. few-shot examples (Study A capped Falcon-H1 at 1,024 on CPU)."""
     random_trials: int = 3
     """Matched random controls per group ablation (same count, seeded draws; 0 turns them off, else >= 3)."""
     sweep: bool = True

@@ -133,6 +133,7 @@ def run(hm, config: RepresentationConfig | None = None, *, tasks: TaskSet | None
         "behaviour_measure": "accuracy drop (baseline - ablated); lm: log(ppl_ablated / ppl_baseline)",
         "site": "diagnostics at the ablated layer's output; kl_logit_lens over all positions, final norm applied",
         "cka_per_layer": {c.name: [float(v) for v in np.asarray(diags[c.key]["cka_layers"])] for c in conds},
+        "notes": ts.notes,
         "cka_models_layer_match": "layer l of this model vs the other model's layer at the same relative depth",
     }
     return Result(analysis=ANALYSIS, model=model_info(hm), config=config_dict(cfg), method=cfg.method,

@@ -33,6 +33,9 @@ class RepresentationConfig:
     lm_tokens: int = 2048
     """Tokens per window of a real language-modelling corpus (wikitext; Study A: 2,048), capped at the
     model's maximum length."""
+    max_tokens: int = 0
+    """Longest sequence fed to the model (0 = the model's maximum): longer multiple-choice and generative
+    prompts lose their earliest tokens, i.e. few-shot examples (Study A capped Falcon-H1 at 1,024 on CPU)."""
     diag_items: int = 16
     """Text windows the hidden-state diagnostics are computed on (from the language-modelling benchmark)."""
     diag_length: int = 128

@@ -108,3 +108,14 @@ def test_errors_are_clear(tmp_path, data):
         read_benchmark("mmlu", broken, Recorder(), 3, 0)
     assert set(READERS) == {"mmlu", "arc", "hellaswag", "truthfulqa", "gsm8k", "wikitext"}
     assert find_split(data["gsm8k"], ("train",), ("main",))[0].name.startswith("train")
+
+
+def test_long_prompts_lose_their_earliest_tokens():
+    from analyses.tasks import ChoiceItem, ChoiceTask, GenItem, GenTask, fit_to
+
+    task = ChoiceTask("mmlu", "v", (ChoiceItem(tuple(range(10)), ((50,), (51, 52)), 1),
+                                    ChoiceItem((1, 2), ((3,),), 0)))
+    fitted, cut = fit_to(task, 6)
+    assert cut == 1 and fitted.items[0].context == (6, 7, 8, 9) and fitted.items[1] == task.items[1]
+    gen, cut = fit_to(GenTask("gsm8k", "v", (GenItem(tuple(range(10)), "1"),), max_new_tokens=4), 8)
+    assert cut == 1 and gen.items[0].prompt == (6, 7, 8, 9)
