@@ -57,7 +57,7 @@ class Run:
     which saves `seq x vocab` floats (1.2 GB at 2,048 tokens x a 150k vocabulary)."""
     max_segment: int | None = None
     """Longest piece run at once where continuation is exact: bounds the forward's activations by this many
-    tokens instead of the sequence (read_state: 512; 71 -> 24 MiB peak at 2,048 tokens, bench_state.py)."""
+    tokens instead of the sequence (read_state: 512; peak 71 -> 21 MiB at 2,048 tokens in benchmarks/bench_state.py)."""
     captures: list[dict] = field(default_factory=list)
     """Per set: component -> (Capture, pieces, recorded absolute positions)."""
     states: list[dict] = field(default_factory=list)
