@@ -35,7 +35,11 @@ BOOT_JS = """(function () {
       console.error(error);
     }));
   });
-  Promise.all(jobs).then(function () { document.body.setAttribute("data-charts-done", String(jobs.length)); });
+  Promise.all(jobs).then(function () {
+    // The drawn page's height, for screenshots (reports.screenshot reads it from the DOM).
+    document.body.setAttribute("data-page-height", String(document.documentElement.scrollHeight));
+    document.body.setAttribute("data-charts-done", String(jobs.length));
+  });
 })();"""
 
 _CSS = """
@@ -117,10 +121,10 @@ def chart_html(block: ChartBlock, chart_id: str) -> str:
 
 def page(title: str, nav: list[tuple[str, str]], body: str, has_charts: bool) -> str:
     """A complete page. `nav` is (href, text) pairs, unescaped; `body` is trusted, already escaped HTML."""
-    bundle = vega_bundle() if has_charts else ""
-    scripts = [bundle, BOOT_JS] if has_charts else []
+    # The bootstrap runs on every page (it also records the page height); the runtime only where it draws.
+    scripts = [vega_bundle(), BOOT_JS] if has_charts else [BOOT_JS]
     csp = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'; "
-           f"script-src {' '.join(_sha256(s) for s in scripts) if scripts else chr(39) + 'none' + chr(39)}")
+           f"script-src {' '.join(_sha256(s) for s in scripts)}")
     links = "".join(f'<a href="{esc(href)}">{esc(text)}</a>' for href, text in nav)
     tail = "".join(f"<script>{s}</script>" for s in scripts)
     return (

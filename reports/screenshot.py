@@ -7,6 +7,7 @@ self-contained, and the flags below stop Chromium's own background traffic.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import tempfile
@@ -20,8 +21,10 @@ CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-back
                   "--no-first-run", "--disable-component-update", "--disable-sync", "--disable-extensions",
                   "--hide-scrollbars")
 _WIDTH = 1280
-# A chart block is about 520 px tall at the default sizes; the index has none.
+# Fallback estimate when the page did not report its height: a chart block is about 520 px tall.
 _BASE_HEIGHT, _PER_CHART = 900, 520
+# Chromium's own limit on a capture is 16,384 px.
+_MAX_HEIGHT = 16000
 # Virtual time lets vega finish drawing before the capture without a wall-clock sleep.
 _VIRTUAL_TIME_MS = 10000
 
@@ -34,9 +37,24 @@ def find_chromium() -> str | None:
     return None
 
 
-def _height(page: Path) -> int:
-    text = page.read_text(encoding="utf-8")
-    return min(_BASE_HEIGHT + _PER_CHART * text.count('class="vega-spec"'), 16000)
+def _run(command: list[str], page: Path, timeout_s: float) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(command, check=True, capture_output=True, text=True, timeout=timeout_s)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as error:
+        raise MechHybridError(f"{page}: Chromium could not take the screenshot ({error})") from None
+
+
+def _height(chromium: str, page: Path, profile: str, timeout_s: float) -> int:
+    """The drawn page's height: the bootstrap writes it to the DOM once the charts are in (one extra
+    Chromium run per page, because `--screenshot` captures only the window); an estimate if it is missing."""
+    command = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--virtual-time-budget={_VIRTUAL_TIME_MS}",
+               f"--window-size={_WIDTH},{_BASE_HEIGHT}", "--dump-dom", page.resolve().as_uri()]
+    found = re.search(r'data-page-height="(\d+)"', _run(command, page, timeout_s).stdout)
+    if found:
+        height = int(found.group(1))
+    else:
+        height = _BASE_HEIGHT + _PER_CHART * page.read_text(encoding="utf-8").count('class="vega-spec"')
+    return max(200, min(height, _MAX_HEIGHT))
 
 
 def screenshot_pages(pages: list[Path], chromium: str | None = None, timeout_s: float = 120) -> list[Path]:
@@ -48,13 +66,11 @@ def screenshot_pages(pages: list[Path], chromium: str | None = None, timeout_s: 
     with tempfile.TemporaryDirectory(prefix="mechhybrid-chromium-") as profile:
         for page in pages:
             png = page.with_suffix(".png")
+            height = _height(chromium, page, profile, timeout_s)
             command = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
-                       f"--virtual-time-budget={_VIRTUAL_TIME_MS}", f"--window-size={_WIDTH},{_height(page)}",
+                       f"--virtual-time-budget={_VIRTUAL_TIME_MS}", f"--window-size={_WIDTH},{height}",
                        f"--screenshot={png}", page.resolve().as_uri()]
-            try:
-                subprocess.run(command, check=True, capture_output=True, timeout=timeout_s)
-            except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as error:
-                raise MechHybridError(f"{page}: Chromium could not take the screenshot ({error})") from None
+            _run(command, page, timeout_s)
             if not png.is_file():
                 raise MechHybridError(f"{page}: Chromium wrote no screenshot")
             pngs.append(png)

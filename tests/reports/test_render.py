@@ -6,6 +6,7 @@ import argparse
 import json
 import random
 import shutil
+import struct
 import subprocess
 import sys
 import textwrap
@@ -159,6 +160,8 @@ def test_screenshot_writes_pngs(rendered_study, tmp_path):
     assert [p.name for p in pngs] == ["zoo_tiny-mamba2.png"]
     assert pngs[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert pngs[0].stat().st_size > 50_000  # the charts were drawn, not a blank page
+    width, height = struct.unpack(">II", pngs[0].read_bytes()[16:24])  # the PNG header's IHDR
+    assert width == 1280 and height > 2000  # the whole page, not one window of it
 
 
 def test_checkpoints_and_half_written_files_are_not_results(tmp_path):
