@@ -2,6 +2,14 @@
 
 Reads only the results directory (docs/results-schema.md); never imports torch or loads a model, so a report
 can be rebuilt anywhere from the JSON alone.
+
+    mechhybrid report OUT [--screenshot]      # OUT/index.html, OUT/models/<model>.html, OUT/compare.html
+    reports.render("OUT")                     # the same from Python; returns the pages written
+    reports.chart_for(result)                 # every chart of one Result, for a notebook cell
+
+Modules, in data-flow order: `load` (files -> dicts, one line per unreadable file), `tables` (rows -> chart
+records), `charts` (records -> altair, no computing), `findings` (records -> sentences with their CIs),
+`html` / `pages` / `index_page` (escaping, CSP, page assembly), `render`, `screenshot`, `cli`.
 """
 
 from reports.charts import chart_for_result

@@ -19,7 +19,8 @@ __all__ = ["screenshot_pages", "find_chromium", "CHROMIUM_FLAGS"]
 
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--no-first-run", "--disable-component-update", "--disable-sync", "--disable-extensions",
-                  "--hide-scrollbars")
+                  # Containers often give /dev/shm 64 MB, too little for Chromium's renderer.
+                  "--disable-dev-shm-usage", "--hide-scrollbars")
 _WIDTH = 1280
 # Fallback estimate when the page did not report its height: a chart block is about 520 px tall.
 _BASE_HEIGHT, _PER_CHART = 900, 520

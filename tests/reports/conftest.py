@@ -205,7 +205,8 @@ class Browser:
         self.proc = subprocess.Popen(
             [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
              "--no-first-run", "--disable-component-update", "--disable-sync", "--disable-extensions",
-             f"--user-data-dir={self.profile}", "--remote-debugging-port=0", "about:blank"],
+             "--disable-dev-shm-usage", f"--user-data-dir={self.profile}", "--remote-debugging-port=0",
+             "about:blank"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         url = None
         for _ in range(500):
