@@ -25,6 +25,8 @@ from .files import files_version, find_split, read_records
 __all__ = ["read_mmlu", "read_arc", "read_hellaswag", "read_truthfulqa", "encode"]
 
 LETTERS = "ABCDEFGHIJ"
+IDENT = {"mmlu": "mmlu", "arc": "arc", "hellaswag": "hellaswag", "truthfulqa": "truthful"}
+"""A part of each data set's cache directory name (cais___mmlu, datasets--allenai--ai2_arc, ...)."""
 
 
 def encode(tokenizer, text: str, special: bool) -> tuple[int, ...]:
@@ -39,14 +41,14 @@ def _field(rec: dict, key: str, name: str):
 
 def _load(path, name, eval_splits, shot_splits, prefer, limit, seed):
     """(eval records, shot records, version): shots are never evaluated items."""
-    files = find_split(path, eval_splits, prefer)
+    files = find_split(path, eval_splits, prefer, ident=IDENT[name])
     records = read_records(files)
     if not records:
         raise MechHybridError(f"{name}: no records in {files[0]}")
     chosen = sample_indices(len(records), limit, seed)
     root = Path(path).expanduser()
     root = root if root.is_dir() else root.parent
-    shot_files = find_split(root, shot_splits, prefer, required=False) if shot_splits else []
+    shot_files = find_split(root, shot_splits, prefer, False, IDENT[name]) if shot_splits else []
     shot_files = [f for f in shot_files if f not in files]
     if shot_files:
         shots = read_records(shot_files)

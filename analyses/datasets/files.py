@@ -23,22 +23,26 @@ def _matches(path: Path, split: str) -> bool:
     return split in tokens or path.parent.name.lower() == split
 
 
-def find_split(path, splits: tuple[str, ...], prefer: tuple[str, ...] = (), required: bool = True) -> list[Path]:
+def find_split(path, splits: tuple[str, ...], prefer: tuple[str, ...] = (), required: bool = True,
+               ident: str = "") -> list[Path]:
     """The files of the first split in `splits` found under `path` (a file is taken as it is).
 
-    `prefer` picks among configs of one data set (MMLU's `all`, ARC's `ARC-Challenge`): files whose path
-    holds every preferred part win. [] if nothing matches and not `required`."""
+    `path` may be the data set's own directory or a whole cache (`~/.cache/huggingface/datasets` or `.../hub`):
+    files whose path holds `ident` (e.g. "mmlu") win, then those holding every `prefer` part (MMLU's `all`,
+    ARC's `Challenge`). [] if nothing matches and not `required`."""
     path = Path(path).expanduser()
     if path.is_file():
         return [path]
     if not path.is_dir():
         raise MechHybridError(f"data path not found: {path}")
     files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
+    has = lambda p, parts: all(x.lower() in str(p.relative_to(path)).lower() for x in parts)  # noqa: E731
     for split in splits:
         hits = [p for p in files if _matches(p, split)]
-        best = [p for p in hits if all(part.lower() in str(p.relative_to(path)).lower() for part in prefer)]
-        if best or hits:
-            return best or hits
+        for tier in ((ident, *prefer), (ident,), tuple(prefer), ()):
+            best = [p for p in hits if has(p, [t for t in tier if t])]
+            if best:
+                return best
     if required:
         raise MechHybridError(f"no {'/'.join(splits)} split (parquet, jsonl, json or arrow) under {path}")
     return []

@@ -38,14 +38,14 @@ def extract_answer(text: str) -> str | None:
 
 
 def read_gsm8k(path, tokenizer, limit, seed, shots: int = 8, max_new_tokens: int = 128) -> GenTask:
-    files = find_split(path, ("test",), ("main",))
+    files = find_split(path, ("test",), ("main",), ident="gsm8k")
     records = read_records(files)
     chosen = sample_indices(len(records), limit, seed)
     from pathlib import Path
 
     root = Path(path).expanduser()
     root = root if root.is_dir() else root.parent
-    shot_files = [f for f in find_split(root, ("train",), ("main",), required=False) if f not in files]
+    shot_files = [f for f in find_split(root, ("train",), ("main",), False, "gsm8k") if f not in files]
     pool = read_records(shot_files) if shot_files else [r for i, r in enumerate(records) if i not in set(chosen)]
     for rec in records[:1] + pool[:1]:
         if "question" not in rec or "answer" not in rec:

@@ -18,7 +18,7 @@ N_REF_WINDOWS = 8
 def read_wikitext(path, tokenizer, limit, seed, doc_tokens: int = 2048):
     """(LMTask, reference windows). Windows are consecutive, so `limit` takes the first ones (no sample:
     the text is one stream); seed is unused."""
-    files = find_split(path, ("validation",), ("2-raw",))
+    files = find_split(path, ("validation",), ("2-raw",), ident="wikitext")
     records = read_records(files)
     if not records or "text" not in records[0]:
         raise MechHybridError("wikitext: records need a 'text' field (is this the public wikitext schema?)")

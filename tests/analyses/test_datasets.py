@@ -119,3 +119,12 @@ def test_long_prompts_lose_their_earliest_tokens():
     assert cut == 1 and fitted.items[0].context == (6, 7, 8, 9) and fitted.items[1] == task.items[1]
     gen, cut = fit_to(GenTask("gsm8k", "v", (GenItem(tuple(range(10)), "1"),), max_new_tokens=4), 8)
     assert cut == 1 and gen.items[0].prompt == (6, 7, 8, 9)
+
+
+def test_a_whole_cache_directory_finds_each_data_set(tmp_path):
+    fx.write_all(tmp_path / "hub")
+    cache = str(tmp_path / "hub")
+    assert read_benchmark("mmlu", cache, Recorder(), 100, 0)[0].n == 6
+    assert read_benchmark("arc", cache, Recorder(), 100, 0)[0].n == 5
+    assert read_benchmark("truthfulqa", cache, Recorder(), 100, 0)[0].n == 3
+    assert read_benchmark("gsm8k", cache, Recorder(), 100, 0)[0].n == 4
