@@ -52,8 +52,9 @@ def add_analysis_commands(subparsers) -> None:
 
     p = subparsers.add_parser("study", help="every Study A analysis on every model (default: the zoo)",
                               formatter_class=fmt, epilog=_analyses_help(),
-                              description="Run " + ", ".join(STUDY_A) + " on each model. The config file "
-                                          "holds one table per analysis, e.g. [component_ablation].")
+                              description="Run " + ", ".join(STUDY_A) + " on each model. In the config "
+                                          "file, a table per analysis (e.g. [representation]) holds its own "
+                                          "options; other keys (limit, [data]) apply to every analysis.")
     p.add_argument("--models", nargs="+", help="model sources (default: every zoo model)")
     _common(p)
     p.set_defaults(func=cmd_study)
@@ -72,19 +73,18 @@ def _options(args, analysis: str, file_options: dict) -> dict:
     return opts
 
 
-def _file_sections(path, analyses, single: str | None) -> dict[str, dict]:
-    """{analysis: options} from a config file: a flat table for `run`, one table per analysis for either."""
+def _file_sections(path, analyses) -> dict[str, dict]:
+    """{analysis: options} from a config file: tables named after analyses hold their own options; every
+    other key (e.g. `limit`, the `data` table) applies to each analysis, which its own table overrides."""
     raw = read_config_file(path) if path else {}
-    if single is not None and not any(k in ANALYSES for k in raw):
-        return {single: raw}
-    unknown = sorted(k for k in raw if k not in ANALYSES)
-    if unknown:
-        raise MechHybridError(f"config file {path}: unknown table(s) {', '.join(unknown)}; "
-                              f"tables: {', '.join(analyses)}")
-    for k, v in raw.items():
-        if not isinstance(v, dict):
-            raise MechHybridError(f"config file {path}: [{k}] must be a table of options")
-    return {k: raw.get(k, {}) for k in analyses}
+    shared = {k: v for k, v in raw.items() if k not in ANALYSES}
+    out = {}
+    for name in analyses:
+        own = raw.get(name, {})
+        if not isinstance(own, dict):
+            raise MechHybridError(f"config file {path}: [{name}] must be a table of options")
+        out[name] = {**shared, **own}
+    return out
 
 
 def cmd_run(args) -> int:
@@ -92,7 +92,7 @@ def cmd_run(args) -> int:
     from tqdm import tqdm
 
     analysis = get_analysis(args.analysis)
-    opts = _options(args, analysis.name, _file_sections(args.config, [analysis.name], analysis.name)
+    opts = _options(args, analysis.name, _file_sections(args.config, [analysis.name])
                     .get(analysis.name, {}))
     cfg = build_config(analysis.config_cls, opts, where=f"{analysis.name} config")
     hm = mechhybrid.load(args.model)
@@ -104,7 +104,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_study(args) -> int:
-    sections = _file_sections(args.config, STUDY_A, None)
+    sections = _file_sections(args.config, STUDY_A)
     configs = {}
     for name in STUDY_A:
         analysis = get_analysis(name)

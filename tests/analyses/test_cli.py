@@ -135,3 +135,18 @@ def test_study_over_a_model_directory(setup, tmp_path):
     rows = (tmp_path / "results.csv").read_text().splitlines()
     assert any(",representation,corr:cosine:mmlu," in r for r in rows)
     assert any(",component_ablation,resilience:1:0,skip,ppl," in r for r in rows)
+
+
+def test_study_command_with_shared_and_per_analysis_options(setup, tmp_path, capsys):
+    config = tmp_path / "study.toml"
+    config.write_text(CONFIG.format(data=setup["root"] / "data").replace("thirds = false\n", "").replace(
+        'context_lengths = [12]\nresilience_removed = [1]\n', "") +
+        "\n[component_ablation]\nthirds = false\ncontext_lengths = [12]\nresilience_removed = [1]\n"
+        "\n[representation]\ndiag_items = 2\ndiag_length = 12\n")
+    argv = ["study", "--models", setup["model"], "--config", str(config), "--out", str(tmp_path / "o"),
+            "--no-progress"]
+    assert main(argv) == 0, capsys.readouterr().err
+    res = json.loads(result_path(tmp_path / "o", setup["model"], "representation").read_text())
+    assert res["config"]["diag_items"] == 2 and res["config"]["limit"] == 3 and "mmlu" in res["config"]["data"]
+    config.write_text("[representation]\ndiag_items = 0\n")
+    assert main(argv) == 2 and "diag_items" in capsys.readouterr().err
