@@ -104,3 +104,11 @@ def test_models_keep_the_page_order_in_facets(results):
     rep = [r for r in results if r["analysis"] == "representation"]
     spec = charts.cka_models_heatmap(rep).to_dict(validate=False)
     assert spec["facet"]["column"]["sort"] == ["zoo:gdn-hybrid", "zoo:tiny-qwen2", "zoo/tiny-mamba2"]
+
+
+def test_chart_for_an_analyses_result_object(results):
+    """What `Result.chart()` in analyses/ hands over: the dataclass itself (read through its to_json)."""
+    schema = pytest.importorskip("analyses.schema")
+    obj = schema.Result.from_dict(json.loads(json.dumps(results[3])))  # the Transformer's representation
+    assert reports.chart_for(obj).to_dict(validate=False) == charts.chart_for_result(results[3]).to_dict(
+        validate=False)
