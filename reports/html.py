@@ -4,7 +4,7 @@ Safety in three layers, because model names, condition names and file names are 
 1. every string goes through `esc` (HTML) or `script_json` (JSON inside a <script>, where '<' '>' '&' become
    \\u003c \\u003e \\u0026, so no `</script>` or `<!--` can close or confuse the block);
 2. specs sit in `<script type="application/json">`, which the browser never executes;
-3. a Content-Security-Policy allows only this page's two scripts (by SHA-256), no network of any kind
+3. a Content-Security-Policy allows only this page's own scripts (by SHA-256), no network of any kind
    (`default-src 'none'`), so a string that slipped through could neither run nor fetch.
 Vega's expressions run through its AST interpreter (`ast: true`), so no 'unsafe-eval' is needed.
 """
