@@ -150,3 +150,25 @@ def test_study_command_with_shared_and_per_analysis_options(setup, tmp_path, cap
     assert res["config"]["diag_items"] == 2 and res["config"]["limit"] == 3 and "mmlu" in res["config"]["data"]
     config.write_text("[representation]\ndiag_items = 0\n")
     assert main(argv) == 2 and "diag_items" in capsys.readouterr().err
+
+
+def test_same_bytes_across_processes_and_hash_seeds(setup, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    outs, procs = [], []
+    for hash_seed in ("1", "2"):  # two interpreters at once: half the wall time of one after the other
+        out = tmp_path / f"o{hash_seed}"
+        code = "import sys, torch; torch.set_num_threads(1); from analyses.cli import main; sys.exit(main(sys.argv[1:]))"
+        argv = ["run", "component_ablation", "--model", setup["model"], "--config", setup["config"],
+                "--out", str(out), "--no-progress", "--limit", "2"]
+        env = dict(os.environ, PYTHONHASHSEED=hash_seed)
+        procs.append(subprocess.Popen([sys.executable, "-c", code, *argv], env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))
+        outs.append(out)
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-2000:]
+    a, b = (result_path(o, setup["model"], "component_ablation").read_bytes() for o in outs)
+    assert a == b and (outs[0] / "results.csv").read_bytes() == (outs[1] / "results.csv").read_bytes()
