@@ -11,7 +11,7 @@ from .schema import DataInfo
 from .scoring import References
 from .tasks import LMTask, Task, fit_to
 
-__all__ = ["TaskSet", "load_tasks", "task_set"]
+__all__ = ["TaskSet", "load_tasks", "task_set", "model_max_len"]
 
 N_REF_DOCS = 8
 """Held-out documents (after the scored ones) that mean and resample ablations draw on."""
@@ -83,7 +83,7 @@ def _file_sources(hm, data: dict, limit: int, seed: int, lm_tokens: int) -> dict
         raise MechHybridError(f"no reader for data {unknown}; readers: {', '.join(sorted(READERS))}")
     if getattr(hm, "tokenizer", None) is None:
         raise MechHybridError(f"model {hm.name} has no tokenizer, so its text benchmarks cannot be encoded")
-    max_len = _max_len(hm, lm_tokens)
+    max_len = model_max_len(hm, lm_tokens)
     return {name: (lambda n=name, p=path: read_benchmark(n, p, hm.tokenizer, limit, seed, max_len))
             for name, path in data.items()}
 
@@ -105,7 +105,7 @@ def load_tasks(hm, cfg, analysis: str) -> TaskSet:
         raise MechHybridError(f"{analysis}: model {hm.name} has no benchmark data; give local data sets "
                               "in the config's `data` table (e.g. data.wikitext = PATH)")
     tasks, ref_docs, notes = {}, None, []
-    max_len = _max_len(hm, cfg.max_tokens)
+    max_len = model_max_len(hm, cfg.max_tokens)
     for name in names:
         task, refs = sources[name]()
         if max_len is not None:
@@ -118,7 +118,7 @@ def load_tasks(hm, cfg, analysis: str) -> TaskSet:
     return TaskSet(tasks, References.from_docs(ref_docs) if ref_docs else None, notes)
 
 
-def _max_len(hm, max_tokens: int) -> int | None:
+def model_max_len(hm, max_tokens: int) -> int | None:
     """The longest sequence to feed: the config's cap, else the model's own position limit (None: none)."""
     config = hm.hf_model.config
     limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from mechhybrid.errors import MechHybridError
 
 from ..common import Checkpoints, config_dict, library_versions, model_info
-from ..data import TaskSet, load_tasks
+from ..data import TaskSet, load_tasks, model_max_len
 from ..evaluate import Job, evaluate_jobs
 from ..schema import Result
 from ..tasks import LMTask
@@ -23,7 +23,7 @@ def _context_tasks(hm, ts: TaskSet, cfg: ComponentAblationConfig) -> dict[int, s
     if not cfg.context_lengths:
         return {}
     lm = ts.tasks[ts.lm]
-    max_len = getattr(hm.hf_model.config, "max_position_embeddings", None)
+    max_len = model_max_len(hm, cfg.max_tokens)
     stream = [t for d in lm.docs for t in d]
     out = {}
     for length in sorted(set(cfg.context_lengths)):

@@ -12,7 +12,7 @@ from mechhybrid.errors import MechHybridError
 
 from ..ablation.conditions import BASELINE, ablated_kinds, sweep_conditions
 from ..common import Checkpoints, config_dict, library_versions, model_info
-from ..data import TaskSet, load_tasks
+from ..data import TaskSet, load_tasks, model_max_len
 from ..evaluate import Job, evaluate_jobs
 from ..hidden import embeddings, hidden_states_many
 from ..schema import Result, Row
@@ -27,13 +27,13 @@ __all__ = ["run", "ANALYSIS"]
 ANALYSIS = "representation"
 
 
-def diag_inputs(ts: TaskSet, cfg: RepresentationConfig, name: str) -> torch.Tensor:
+def diag_inputs(hm, ts: TaskSet, cfg: RepresentationConfig) -> torch.Tensor:
     """[batch, seq] windows of the language-modelling text, equal length (no padding to confound norms)."""
     if ts.lm is None:
-        raise MechHybridError(f"{ANALYSIS}: model {name} has no language-modelling benchmark to compute "
+        raise MechHybridError(f"{ANALYSIS}: model {hm.name} has no language-modelling benchmark to compute "
                               "hidden-state diagnostics on; add data.wikitext")
     stream = [t for d in ts.tasks[ts.lm].docs for t in d]
-    length = min(cfg.diag_length, len(stream))
+    length = min(cfg.diag_length, len(stream), model_max_len(hm, cfg.max_tokens) or cfg.diag_length)
     n = max(1, min(cfg.diag_items, len(stream) // length))
     return torch.tensor(stream[: n * length], dtype=torch.long).view(n, length)
 
@@ -109,7 +109,7 @@ def run(hm, config: RepresentationConfig | None = None, *, tasks: TaskSet | None
     """Run the representation diagnostics on `hm`; `tasks` overrides the benchmarks."""
     cfg = config if config is not None else RepresentationConfig()
     ts = tasks if tasks is not None else load_tasks(hm, cfg, ANALYSIS)
-    x = diag_inputs(ts, cfg, hm.name)
+    x = diag_inputs(hm, ts, cfg)
     kinds = ablated_kinds(hm, cfg)
     conds = sweep_conditions(hm, kinds, cfg.method)
     if not conds:
