@@ -186,7 +186,8 @@ def rendered_study(study_dir, tmp_path_factory) -> Path:
 def probe_dir(tmp_path_factory) -> Path:
     import reports
 
-    out = write_results(tmp_path_factory.mktemp("probe"), study_results()[:2] + probe_results())
+    # Beside the probes, the smallest clean model (the pure-SSM control): its pages must render too.
+    out = write_results(tmp_path_factory.mktemp("probe"), study_results()[4:6] + probe_results())
     reports.render(out)
     return out
 
