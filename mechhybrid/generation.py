@@ -110,7 +110,9 @@ def generate(
 ) -> Generation:
     """Greedy generation of `max_new_tokens` through the cache, with phase-aware interventions.
 
-    `phase`, if given, overrides every intervention's own phase. Prompts in a batch share one length (no padding).
+    `phase`, if given, overrides every intervention's own phase. Prompts in a batch share one length (no padding),
+    and there is no EOS stop: every row gets `max_new_tokens` (transformers' `generate` matches with
+    `eos_token_id=None`).
     """
     input_ids = check_ids(input_ids).to(hm.device)
     if max_new_tokens < 1:
