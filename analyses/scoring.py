@@ -65,6 +65,13 @@ class References:
         mean_ids = stream.repeat(reps)[: n_ref * ref_len].view(n_ref, ref_len)
         return cls(mean_ids=mean_ids, stream=stream)
 
+    def mean_on(self, device) -> torch.Tensor:
+        """mean_ids on `device`, one tensor object per device (the engine captures a source once per object)."""
+        cache = self.__dict__.setdefault("_means", {})
+        if str(device) not in cache:
+            cache[str(device)] = self.mean_ids.to(device)
+        return cache[str(device)]
+
     def source_like(self, input_ids: torch.Tensor) -> torch.Tensor:
         """A [batch, seq] resample source of other text, the same for every condition (paired)."""
         # Memoised by shape: the engine runs one clean source forward per distinct tensor object, so every
@@ -92,7 +99,7 @@ def interventions_for(cond: Condition, input_ids: torch.Tensor, refs: References
     if cond.method in ("mean", "resample") and refs is None:
         raise MechHybridError(f"method {cond.method!r} needs reference text (an lm benchmark)")
     if cond.method == "mean":
-        kwargs["reference_ids"] = refs.mean_ids.to(input_ids.device)
+        kwargs["reference_ids"] = refs.mean_on(input_ids.device)
     elif cond.method == "resample":
         kwargs["source_ids"] = refs.source_like(input_ids)
     return [_ablate(cond.components, cond.method, **kwargs)]
