@@ -174,6 +174,37 @@ def scale_state(factor: float) -> StateFn:
     return fn
 
 
+def add_to_state(delta: torch.Tensor, scale: float = 1.0) -> StateFn:
+    """EditState fn factory: recurrent <- recurrent + scale * delta (`delta` shaped like one row of the state,
+    i.e. the recurrent axes without `batch`, or broadcastable to them)."""
+
+    def fn(state: State) -> State:
+        if state.recurrent is None:
+            raise MechHybridError(f"layer {state.layer} has no recurrent tensor to add to (conv window only)")
+        return state.replace(recurrent=state.recurrent + scale * delta.to(state.recurrent))
+
+    return fn
+
+
+def project_out(direction: torch.Tensor, axis: str) -> StateFn:
+    """EditState fn factory: remove the component along `direction` from the named axis of the recurrent state
+    (e.g. `d_v` of a Gated DeltaNet memory: whatever any key reads back loses that value direction)."""
+
+    def fn(state: State) -> State:
+        axes = state.recurrent_axes or ()
+        if axis not in axes:
+            raise MechHybridError(f"state of layer {state.layer} has axes {axes}; no axis {axis!r}")
+        dim = axes.index(axis)
+        moved = state.recurrent.movedim(dim, -1)
+        if direction.shape != (moved.shape[-1],):
+            raise MechHybridError(f"direction must have shape ({moved.shape[-1]},) for axis {axis!r}")
+        unit = torch.nn.functional.normalize(direction.to(moved), dim=0)
+        projected = moved - (moved @ unit)[..., None] * unit
+        return state.replace(recurrent=projected.movedim(-1, dim))
+
+    return fn
+
+
 def write_association(key: torch.Tensor, value: torch.Tensor, beta: float = 1.0, head: int | None = None) -> StateFn:
     """EditState fn factory for a Gated DeltaNet memory `S [batch, head, d_k, d_v]`: the delta-rule write
     S <- S + beta * k (v - S^T k)^T (Yang et al. 2024, eq. 3), so that reading with key k returns ~v."""

@@ -129,3 +129,25 @@ def test_write_association_makes_the_memory_return_the_value():
     written = write_association(key, value, head=1)(state)
     assert torch.allclose(torch.einsum("bkv,k->bv", written.recurrent[:, 1], key), value.expand(2, 5), atol=1e-5)
     assert torch.equal(written.recurrent[:, 0], memory[:, 0]) and torch.equal(state.recurrent, memory)
+
+
+def test_project_out_and_add_to_state(tiny_models):
+    """Projecting a value direction out of a DeltaNet memory leaves nothing along it for any key; adding a delta
+    and subtracting it again is the identity, through the recurrence."""
+    from mechhybrid.state import add_to_state, project_out
+
+    _, hm = tiny_models("qwen3_5_text")
+    ids = random_ids(1, SEQ, seed=13)
+    direction = torch.randn(8, generator=torch.Generator().manual_seed(14))
+    edited = run_with_state(hm, ids, [EditState([1], 4, project_out(direction, "d_v")), ReadState([1], 4)])
+    memory = edited.states[(1, 4)].recurrent  # [batch, head, d_k, d_v]
+    assert (memory @ torch.nn.functional.normalize(direction, dim=0)).abs().max().item() < 1e-6
+    # The tiny random memory is small (norm ~5e-3), so the projection moves later logits by ~1.5e-5: well
+    # above float32 noise (~1e-7), below TOL.
+    assert (edited.logits[:, 5:] - hm.logits(ids)[:, 5:]).abs().max().item() > 1e-6
+    delta = torch.randn(4, 8, 8, generator=torch.Generator().manual_seed(15))
+    round_trip = run_with_state(hm, ids, [EditState([1], 4, add_to_state(delta)),
+                                          EditState([1], 4, add_to_state(delta, scale=-1.0))]).logits
+    assert (round_trip - hm.logits(ids)).abs().max().item() < TOL
+    with pytest.raises(Exception, match="no axis 'd_x'"):
+        run_with_state(hm, ids, [EditState([1], 4, project_out(direction, "d_x"))])
