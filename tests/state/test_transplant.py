@@ -100,8 +100,10 @@ def test_foundation_interventions_unchanged_by_segmenting(tiny_models, model_typ
         assert (segmented.captures[component] - reference.captures[component]).abs().max().item() < TOL
 
 
-def test_logits_many_with_state_equals_one_by_one(tiny_models):
-    _, hm = tiny_models("granitemoehybrid")
+@pytest.mark.parametrize("model_type", ["granitemoehybrid", "jamba"])
+def test_logits_many_with_state_equals_one_by_one(tiny_models, model_type):
+    """Stacked sets with different boundaries (a chunk family, and a token family continuing one token at a time)."""
+    _, hm = tiny_models(model_type)
     clean, corrupt = _clean_corrupt(seed=11)
     attention = hm.components.by_kind("attention")[0]
     sets = [
@@ -114,7 +116,7 @@ def test_logits_many_with_state_equals_one_by_one(tiny_models):
     for index, items in enumerate(sets):
         one = run_with_state(hm, corrupt, items).logits
         assert (many[index] - one).abs().max().item() < TOL
-    assert (many[1] - many[0]).abs().max().item() > 1e-3
+    assert (many[1] - many[0]).abs().max().item() > 1e-4  # jamba: 8.3e-4 (its Mamba-1 state decays fast)
 
 
 def test_write_association_makes_the_memory_return_the_value():
