@@ -42,6 +42,11 @@ def _colour(results, records: list[dict], palette: Palette | None) -> alt.Color:
                      legend=alt.Legend(title="family"))
 
 
+def _drawable(records: list[dict]) -> bool:
+    """Anything to draw: a chart of only missing values would be an empty frame (and vega warns)."""
+    return any(r["value"] is not None for r in records)
+
+
 def _models(records: list[dict]) -> list[str]:
     """Models in the order the records list them (pages order hybrids first, then the controls); a vega
     facet or offset left unsorted would order them alphabetically."""
@@ -80,7 +85,7 @@ def group_bars(results, palette: Palette | None = None):
     """Study A exp. 1-2: accuracy drop when every component of a kind is off, one panel per benchmark;
     whiskers are the paired-bootstrap CI, diamonds the matched random removals."""
     records = tables.group_records(results)
-    if not records:
+    if not _drawable(records):
         return None
     colour = _colour(results, records, palette)
     layered = _bars_with_whiskers(records, "kind", "components removed", "accuracy drop", colour)
@@ -90,7 +95,7 @@ def group_bars(results, palette: Palette | None = None):
 def ppl_ratio_bars(results, palette: Palette | None = None):
     """Study A exp. 5: ablated / baseline perplexity on a log axis (ratios span 1x to 10^5x)."""
     records = tables.ppl_ratio_records(results)
-    if not records:
+    if not _drawable(records):
         return None
     layered = _bars_with_whiskers(records, "kind", "components removed", "perplexity ratio (log)",
                                   _colour(results, records, palette), log=True)
@@ -106,7 +111,7 @@ def layer_heatmap(results, analysis: str = "component_ablation", palette: Palett
     diagnostics do not share units; `log` for ratios, which span orders of magnitude. (`palette` is taken
     for a uniform signature and unused: the colour here is the value, not the family.)"""
     records = tables.layer_records(results, analysis, metric)
-    if not records:
+    if not _drawable(records):
         return None
     scale = alt.Scale(scheme="viridis", type="log") if log else alt.Scale(scheme="viridis")
     cells = _base(records).mark_rect().encode(
@@ -130,7 +135,7 @@ def is_ratio(metric: str) -> bool:
 def thirds_bars(results, palette: Palette | None = None):
     """Study A exp. 4: early / middle / late third of the depth off, per kind, one panel per metric."""
     records = tables.third_records(results)
-    if not records:
+    if not _drawable(records):
         return None
     colour = _colour(results, records, palette)
     x = alt.X("position:N", title="third of the depth", sort=list(tables.THIRDS))
@@ -150,7 +155,7 @@ def resilience_strip(results, palette: Palette | None = None):
     """Study A exp. 6: every random-layer-removal trial as a dot and the median trial as a bar, log axis
     (a Transformer's mean is dominated by outlier trials, so no mean is drawn)."""
     trials = tables.resilience_records(results)
-    if not trials:
+    if not _drawable(trials):
         return None
     records = [dict(r, statistic="trial") for r in trials] + tables.resilience_medians(trials, results)
     x = alt.X("n_removed:O", title="random layers removed")
@@ -169,7 +174,8 @@ def resilience_strip(results, palette: Palette | None = None):
 def context_lines(results, palette: Palette | None = None):
     """Study A exp. 5, context stress: the metric against context length, baseline and each kind removed."""
     records = tables.context_records(results)
-    if not records:
+    # Baselines alone are no stress test (they also ride along with every semantics' rows).
+    if not _drawable([r for r in records if r["series"] != "baseline"]):
         return None
     x = alt.X("tokens:Q", title="context (tokens, log2)", scale=alt.Scale(type="log", base=2))
     y = alt.Y("value:Q", title="value (log)", scale=alt.Scale(type="log"))
@@ -188,7 +194,7 @@ def diagnostic_scatter(representation, ablation, palette: Palette | None = None)
     """Study A exp. 7: each ablated component's representation diagnostic against its accuracy drop, one panel
     per (diagnostic, benchmark), titled with the rank correlation the analysis computed."""
     records = tables.diagnostic_records(representation, ablation)
-    if not records:
+    if not _drawable(records):
         return None
     points = _base(records).mark_point(filled=True, size=55, opacity=0.8).encode(
         x=alt.X("value:Q", title="diagnostic", scale=alt.Scale(zero=False)),
@@ -206,7 +212,7 @@ def cka_models_heatmap(representation, palette: Palette | None = None):
     """CKA between this model's residual stream and each other model's, per layer (1 = the same geometry up
     to rotation and scale), one panel per model. (`palette` unused, as in `layer_heatmap`.)"""
     records = tables.cka_model_records(representation)
-    if not records:
+    if not _drawable(records):
         return None
     cells = _base(records).mark_rect().encode(
         x=alt.X("layer:O", title="layer"), y=alt.Y("other:N", title="compared with", sort=None),
@@ -219,7 +225,7 @@ def cka_models_heatmap(representation, palette: Palette | None = None):
 def correlation_bars(representation, palette: Palette | None = None):
     """Study A exp. 7: the rank correlation of each diagnostic with each benchmark's drop, with its CI."""
     records = tables.correlation_records(representation)
-    if not records:
+    if not _drawable(records):
         return None
     x = alt.X("value:Q", title="Spearman rank correlation", scale=alt.Scale(domain=[-1, 1]))
     y = alt.Y("diagnostic:N", title=None, sort=None)
@@ -240,7 +246,7 @@ def correlation_bars(representation, palette: Palette | None = None):
 def generic_points(results, palette: Palette | None = None):
     """Any analysis without a dedicated chart: one dot per row with its CI, one panel per metric."""
     records = tables.all_records(results)
-    if not records:
+    if not _drawable(records):
         return None
     y = alt.Y("condition:N", title=None, sort=None)
     base = _base(records)

@@ -196,7 +196,9 @@ def cka_model_findings(records: list[dict]) -> list[str]:
 
 
 def _span(values: list) -> str:
-    distinct = sorted({v for v in values if v is not None}, key=repr)
+    # Numbers in numeric order (16, 64, 100), then any text.
+    distinct = sorted({v for v in values if v is not None},
+                      key=lambda v: (0, v, "") if isinstance(v, (int, float)) else (1, 0, repr(v)))
     if not distinct:
         return "n/a"
     if len(distinct) <= 3:

@@ -33,7 +33,7 @@ def _spec(chart) -> dict | None:
 
 
 def _block(title, sentences, chart, records, results) -> ChartBlock | None:
-    if not records:
+    if chart is None:  # nothing to draw (no rows, or only missing values): no block, no orphan finding
         return None
     return ChartBlock(title, sentences, _spec(chart), findings.condition_line(records, results))
 

@@ -287,7 +287,7 @@ class Browser:
             for dx in (0, 0.5):  # a second move: vega shows the tooltip on pointer movement over the mark
                 self.send("Input.dispatchMouseEvent", session=session, type="mouseMoved", x=point[0] + dx,
                           y=point[1] + dx)
-                time.sleep(0.15)
+                time.sleep(0.1)
             tip = self.send("Runtime.evaluate", session=session, returnByValue=True, expression=_TOOLTIP_JS)
             found.append(dict(tip["result"].get("value") or {"text": None, "tags": []}, chart=chart["id"]))
         self.send("Target.closeTarget", targetId=target)

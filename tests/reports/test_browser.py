@@ -65,3 +65,13 @@ def test_probe_in_a_tooltip_stays_text(browser, probe_dir):
     for tip in shown:
         assert not {"img", "script"} & set(tip["tags"]), tip["chart"]
         assert tooltip_fields(tip["text"])["model"] == f"zoo:{PROBE}"
+
+
+def test_missing_numbers_draw_no_empty_chart(browser, tmp_path):
+    import reports
+    from conftest import write_results
+    from test_render import odd_results
+
+    out = write_results(tmp_path, odd_results())
+    reports.render(out)
+    _check_page(browser, out / "models" / "zoo_gdn-hybrid.html")

@@ -177,3 +177,22 @@ def test_checkpoints_and_half_written_files_are_not_results(tmp_path):
     (folder / "representation.json.tmp").write_text("{", encoding="utf-8")
     loaded = load_results(out)
     assert loaded.problems == [] and list(loaded.models[0].results) == ["component_ablation"]
+
+
+def odd_results() -> list[dict]:
+    """Null values (a Spearman of a constant), conditions this package cannot parse, a lone summary row."""
+    model = MODELS["hybrid"]
+    rows = ablation_rows(model, random.Random(0))
+    for row in rows[:40]:
+        row["value"], row["ci_low"], row["ci_high"] = None, None, None
+    odd = [dict(rows[-1], condition=c) for c in ("layer:x:attention", "context:abc:baseline", "third:top:ssm",
+                                                  "random:attention:one", "resilience:2:summary", "group:")]
+    return [result(model, "component_ablation", rows + odd)]
+
+
+def test_missing_numbers_and_odd_conditions_do_not_break_a_page(tmp_path):
+    out = write_results(tmp_path, odd_results())
+    pages = reports.render(out)
+    assert len(pages) == 3
+    text = (out / "models" / "zoo_gdn-hybrid.html").read_text(encoding="utf-8")
+    assert "layer:x:attention" in text  # kept in the page's table of every row
