@@ -64,6 +64,8 @@ def effect(record: dict, unit: str = "") -> str:
         return text + " (no CI)"
     text += f" (95% CI {span(low, high, unit)}"
     null = null_for(record["metric"])
+    if low == high == null:  # every resample agreed on no change (e.g. accuracy 0 before and after)
+        return text + "; no change in any resample)"
     if low <= null <= high:
         return text + f"; not resolved: the CI includes {'no change' if null else 'zero'})"
     return text + ")"

@@ -156,6 +156,7 @@ def test_unresolved_effects_say_so(record, resolved):
 
 def test_effect_without_ci_says_so():
     assert "no CI" in effect(_record(0.5, None, None))
+    assert "no change in any resample" in effect(_record(0.0, 0.0, 0.0))
 
 
 def test_ratio_finding_reads_like_the_paper(rendered_study):
