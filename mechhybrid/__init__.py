@@ -12,6 +12,9 @@ from mechhybrid.families import FAMILIES, FAMILY_NAMES, KINDS, Family, get_famil
 from mechhybrid.interventions import Ablate, AblateHeads, Capture, KeepHeads, Patch, Steer
 from mechhybrid.loading import load
 from mechhybrid.model import HybridModel, RunResult
+from mechhybrid.state import EditState, PatchState, ReadState, State, StateRunResult, read_state
+from mechhybrid.generation import Generation, generate
+from mechhybrid.check_cache import CacheReport, check_cache
 
 __version__ = "0.1.0"
 
@@ -19,4 +22,6 @@ __all__ = [
     "Ablate", "AblateHeads", "Capture", "Component", "ComponentMap", "FAMILIES", "FAMILY_NAMES", "Family",
     "HybridModel", "KINDS", "KeepHeads", "MechHybridError", "Patch", "RunResult", "Steer",
     "UnsupportedFamilyError", "get_family", "load", "__version__",
+    "CacheReport", "EditState", "Generation", "PatchState", "ReadState", "State", "StateRunResult", "check_cache",
+    "generate", "read_state",
 ]

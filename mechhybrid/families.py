@@ -3,7 +3,9 @@
 An entry says where the decoder layers are, which sub-module of a layer is which mixer (and of which kind), where
 each mixer's heads meet its output projection, how the blocks are wired (sequential or parallel), and where the
 final norm and unembedding live. Nothing else in mechhybrid branches on the family: adding a family means adding
-one `Family` here and one tiny config in `tests/tiny_configs.py`.
+one `Family` here and one tiny config in `tests/tiny_configs.py` (and, for a family with recurrent layers, its
+state layout in `mechhybrid.state.spec.STATE_SPECS`, kept there because the state code builds on the engine,
+which builds on this table).
 
 Kinds: `attention`, `ssm` (Mamba-1/2), `linear_attention` (Gated DeltaNet), `recurrent` (RG-LRU), `conv` (LFM2's
 gated short convolution), `mlp` (dense or MoE).
@@ -11,7 +13,7 @@ gated short convolution), `mlp` (dense or MoE).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Mapping
 
 from mechhybrid.errors import UnsupportedFamilyError
@@ -73,9 +75,6 @@ class Family:
     logits_from_unembed: Callable[[object, object], object] | None = None
     """Maps `lm_head(final_norm(h))` to the model's logits where the model rescales them (soft-capping,
     muP multipliers); None where the logits are the unembedding itself."""
-    state: Mapping[str, str] = field(default_factory=dict)
-    """Kind -> where the recurrent state of that mixer kind lives in the transformers cache (filled by the
-    state module; attention's counterpart is the KV cache)."""
 
 
 _ATTN = Slot("self_attn", "attention", "o_proj", "num_attention_heads")

@@ -159,8 +159,12 @@ class HybridModel:
         return logits, (torch.stack(layer_outs) if hidden else None)
 
     def run(self, input_ids, interventions: Sequence = (), attention_mask=None) -> RunResult:
-        """One forward with interventions: logits and captures."""
+        """One forward with interventions: logits and captures (and, with ReadState, the states read)."""
         input_ids = self._check_ids(input_ids)
+        if _has_state(interventions):
+            from mechhybrid.state import run_with_state
+
+            return run_with_state(self, input_ids, interventions, attention_mask)
         plan = compile_plan(self, input_ids, [list(interventions)], phase="prefill")
         capture_sources(self, plan)
         logits, _ = self._forward(input_ids, plan, attention_mask)
@@ -173,6 +177,8 @@ class HybridModel:
     def hidden_states(self, input_ids, interventions: Sequence = (), attention_mask=None) -> torch.Tensor:
         """`[layer, batch, seq, d_model]`: the residual stream after each decoder layer (before the final norm)."""
         input_ids = self._check_ids(input_ids)
+        if _has_state(interventions):
+            raise MechHybridError("hidden_states does not take state interventions; use hm.run with Capture")
         plan = compile_plan(self, input_ids, [list(interventions)], phase="prefill")
         capture_sources(self, plan)
         return self._forward(input_ids, plan, attention_mask, hidden=True)[1]
@@ -194,6 +200,10 @@ class HybridModel:
         input_ids = self._check_ids(input_ids)
         if not intervention_sets:
             raise MechHybridError("logits_many needs at least one intervention set")
+        if any(_has_state(s) for s in intervention_sets):
+            from mechhybrid.state import logits_many_with_state
+
+            return logits_many_with_state(self, input_ids, intervention_sets, attention_mask, reduce, max_rows)
         batch, seq = input_ids.shape
         if max_rows is None:
             max_rows = max(batch, DEFAULT_LOGITS_BUDGET_BYTES // (4 * seq * self.vocab_size))
@@ -209,6 +219,19 @@ class HybridModel:
                 results.append(part if reduce is None else reduce(part))
         return torch.stack(results)
 
+    # -- state and generation (mechhybrid.state, mechhybrid.generation) ------------------------------------------
+    def read_state(self, input_ids, layers=None, positions=(-1,), interventions: Sequence = ()):
+        """(layer, position) -> State right after each position (see `mechhybrid.state.read_state`)."""
+        from mechhybrid.state import read_state
+
+        return read_state(self, input_ids, layers, positions, interventions)
+
+    def generate(self, input_ids, interventions: Sequence = (), max_new_tokens: int = 16, phase: str | None = None):
+        """Greedy generation through the cache with phase-aware interventions (`mechhybrid.generation`)."""
+        from mechhybrid.generation import generate
+
+        return generate(self, input_ids, interventions, max_new_tokens=max_new_tokens, phase=phase)
+
     # -- logit lens -----------------------------------------------------------------------------------------
     def final_norm(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.module(self.family_spec.final_norm)(hidden)
@@ -223,6 +246,12 @@ class HybridModel:
         """unembed(final_norm(hidden)): on the last layer's residual this gives the model's logits."""
         with torch.no_grad():
             return self.unembed(self.final_norm(hidden))
+
+
+def _has_state(interventions) -> bool:
+    from mechhybrid.state import is_state_intervention
+
+    return any(is_state_intervention(item) for item in interventions)
 
 
 def _record_into(sink: list):
