@@ -23,12 +23,13 @@ __all__ = [
     "is_drop", "is_ratio", "cka_models_heatmap",
 ]
 
-# Exact text of every number (the repr that results.csv holds), plus where it came from.
+# Exact text of every number (the repr that results.csv holds), plus where it came from. Integers (n, seed,
+# layer) are nominal too, so that no number format (a theme's, a config's) can ever reach them.
 TOOLTIP = [
     alt.Tooltip("model:N"), alt.Tooltip("family:N"), alt.Tooltip("condition:N"), alt.Tooltip("metric:N"),
     alt.Tooltip("value_exact:N", title="value"), alt.Tooltip("ci_low_exact:N", title="95% CI low"),
-    alt.Tooltip("ci_high_exact:N", title="95% CI high"), alt.Tooltip("method:N"), alt.Tooltip("n:Q"),
-    alt.Tooltip("seed:Q"),
+    alt.Tooltip("ci_high_exact:N", title="95% CI high"), alt.Tooltip("method:N"), alt.Tooltip("n:N"),
+    alt.Tooltip("seed:N"),
 ]
 _WIDTH, _HEIGHT = 220, 200
 
@@ -77,7 +78,7 @@ def _bars_with_whiskers(records, x: str, x_title: str, y_title: str, colour, log
     if any(r["removal"] == "random" for r in records):
         layers.append(base.transform_filter("datum.removal === 'random'").mark_point(
             shape="diamond", filled=True, color="#333333", size=30).encode(
-            x=x_enc, xOffset=offset, y=y, tooltip=TOOLTIP + [alt.Tooltip("trial:Q")]))
+            x=x_enc, xOffset=offset, y=y, tooltip=TOOLTIP + [alt.Tooltip("trial:N")]))
     return alt.layer(*layers).properties(width=_WIDTH, height=_HEIGHT)
 
 
@@ -117,7 +118,7 @@ def layer_heatmap(results, analysis: str = "component_ablation", palette: Palett
     cells = _base(records).mark_rect().encode(
         x=alt.X("layer:O", title="layer"), y=alt.Y("kind:N", title=None, sort=None),
         color=alt.Color("value:Q", scale=scale, title=None),
-        tooltip=TOOLTIP + [alt.Tooltip("layer:Q")],
+        tooltip=TOOLTIP + [alt.Tooltip("layer:N")],
     ).properties(width=alt.Step(16), height=alt.Step(22))
     return cells.facet(row=alt.Row("metric:N", title=None, sort=None),
                        column=alt.Column("model:N", title=None, sort=_models(records))
@@ -163,10 +164,10 @@ def resilience_strip(results, palette: Palette | None = None):
     offset = alt.XOffset("model:N", sort=_models(records))
     base = _base(records)
     dots = base.transform_filter("datum.statistic === 'trial'").mark_circle(size=45, opacity=0.75).encode(
-        x=x, xOffset=offset, y=y, color=_colour(results, records, palette), tooltip=TOOLTIP + [alt.Tooltip("trial:Q")])
+        x=x, xOffset=offset, y=y, color=_colour(results, records, palette), tooltip=TOOLTIP + [alt.Tooltip("trial:N")])
     medians = base.transform_filter("datum.statistic === 'median'").mark_tick(
         color="#000000", thickness=2, size=18).encode(
-        x=x, xOffset=offset, y=y, tooltip=[alt.Tooltip("statistic:N")] + TOOLTIP + [alt.Tooltip("n_trials:Q")])
+        x=x, xOffset=offset, y=y, tooltip=[alt.Tooltip("statistic:N")] + TOOLTIP + [alt.Tooltip("n_trials:N")])
     layered = alt.layer(dots, medians).properties(width=_WIDTH, height=_HEIGHT)
     return layered.facet(column=alt.Column("panel:N", title=None, sort=None)).resolve_scale(y="independent")
 
@@ -184,7 +185,7 @@ def context_lines(results, palette: Palette | None = None):
                                  detail="model:N")
     lines = base.mark_line(point=False)
     points = base.mark_point(filled=True, size=40).encode(
-        shape=alt.Shape("series:N", sort=None, title="condition"), tooltip=TOOLTIP + [alt.Tooltip("tokens:Q")])
+        shape=alt.Shape("series:N", sort=None, title="condition"), tooltip=TOOLTIP + [alt.Tooltip("tokens:N")])
     layered = alt.layer(lines, points).properties(width=_WIDTH * 1.4, height=_HEIGHT)
     return layered.facet(row=alt.Row("model:N", title=None, sort=_models(records)),
                          column=alt.Column("metric:N", title=None, sort=None)).resolve_scale(y="independent")
@@ -201,8 +202,8 @@ def diagnostic_scatter(representation, ablation, palette: Palette | None = None)
         y=alt.Y("drop:Q", title="effect of removing it"),
         color=_colour(representation, records, palette), shape=alt.Shape("kind:N", title="component", sort=None),
         tooltip=TOOLTIP + [alt.Tooltip("drop_metric:N", title="effect metric"),
-                           alt.Tooltip("drop_exact:N", title="effect"), alt.Tooltip("drop_n:Q", title="effect n"),
-                           alt.Tooltip("spearman_exact:N", title="Spearman rho"), alt.Tooltip("layer:Q")],
+                           alt.Tooltip("drop_exact:N", title="effect"), alt.Tooltip("drop_n:N", title="effect n"),
+                           alt.Tooltip("spearman_exact:N", title="Spearman rho"), alt.Tooltip("layer:N")],
     ).properties(width=_WIDTH * 0.8, height=_HEIGHT * 0.8)
     return points.facet(facet=alt.Facet("panel:N", title=None, sort=None), columns=3).resolve_scale(
         x="independent", y="independent")
@@ -217,7 +218,7 @@ def cka_models_heatmap(representation, palette: Palette | None = None):
     cells = _base(records).mark_rect().encode(
         x=alt.X("layer:O", title="layer"), y=alt.Y("other:N", title="compared with", sort=None),
         color=alt.Color("value:Q", scale=alt.Scale(scheme="viridis", domain=[0, 1]), title="CKA"),
-        tooltip=TOOLTIP + [alt.Tooltip("other:N", title="compared with"), alt.Tooltip("layer:Q")],
+        tooltip=TOOLTIP + [alt.Tooltip("other:N", title="compared with"), alt.Tooltip("layer:N")],
     ).properties(width=alt.Step(16), height=alt.Step(22))
     return cells.facet(column=alt.Column("model:N", title=None, sort=_models(records)))
 
