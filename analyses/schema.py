@@ -15,7 +15,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ._errors import MechHybridError
+from mechhybrid.errors import MechHybridError
 
 __all__ = [
     "SCHEMA_VERSION", "CSV_COLUMNS", "METHODS", "Row", "DataInfo", "Result", "CorruptResultError",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._errors import MechHybridError
+from mechhybrid.errors import MechHybridError
 
 from .schema import Result, iter_result_paths, read_result
 

@@ -11,7 +11,7 @@ For a tiny (~40k parameters) and a small (~10M parameters) qwen3_5-style hybrid:
 from __future__ import annotations
 
 import argparse
-import statistics
+import copy
 import time
 
 import torch
@@ -31,17 +31,24 @@ def _build(hidden: int, layers: int, vocab: int):
         linear_value_head_dim=hidden // 4, tie_word_embeddings=True,
     )
     model = AutoModelForCausalLM.from_config(config).eval()
-    return model, mechhybrid.load(model)
+    # The reference is an untouched copy: nnsight wraps the modules of the model it is given, so timing the
+    # wrapped model's plain call would hide part of the tracing cost.
+    plain = copy.deepcopy(model)
+    return plain, mechhybrid.load(model)
 
 
-def _time(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
+def _interleaved(fns: dict, repeats: int) -> dict:
+    """Minimum time of each function over `repeats` rounds, the functions taking turns within a round, so that
+    load from other processes on a shared CPU hits every contender alike (the minimum is the least disturbed)."""
+    for fn in fns.values():
+        fn()  # warm-up
+    times = {name: [] for name in fns}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: min(values) for name, values in times.items()}
 
 
 def bench(name: str, hidden: int, layers: int, vocab: int, batch: int, seq: int, repeats: int) -> None:
@@ -50,13 +57,23 @@ def bench(name: str, hidden: int, layers: int, vocab: int, batch: int, seq: int,
     model, hm = _build(hidden, layers, vocab)
     ids = torch.randint(0, vocab, (batch, seq), generator=torch.Generator().manual_seed(0))
     sets = [[Ablate([c])] for c in hm.components]
-    with torch.no_grad():
-        plain = _time(lambda: model(ids), repeats)
-        stacked = ids.repeat(len(sets), 1)
-        plain_batched = _time(lambda: model(stacked), repeats)
-    traced = _time(lambda: hm.logits(ids), repeats)
-    many = _time(lambda: hm.logits_many(ids, sets), repeats)
-    loop = _time(lambda: [hm.logits(ids, s) for s in sets], repeats)
+    stacked = ids.repeat(len(sets), 1)
+
+    def plain_forward(batch_ids):
+        with torch.no_grad():
+            return model(batch_ids)
+
+    t = _interleaved(
+        {
+            "plain": lambda: plain_forward(ids),
+            "traced": lambda: hm.logits(ids),
+            "plain_batched": lambda: plain_forward(stacked),
+            "many": lambda: hm.logits_many(ids, sets),
+            "loop": lambda: [hm.logits(ids, s) for s in sets],
+        },
+        repeats,
+    )
+    plain, traced, plain_batched, many, loop = (t[k] for k in ("plain", "traced", "plain_batched", "many", "loop"))
     print(f"{name}: {hm.n_params / 1e6:.2f}M params, batch {batch} x seq {seq}, {len(sets)} components")
     print(f"  traced / plain forward            {traced / plain:6.2f}x  ({traced * 1e3:.1f} ms vs {plain * 1e3:.1f} ms)")
     print(f"  sweep: loop / logits_many         {loop / many:6.2f}x faster ({loop * 1e3:.0f} ms vs {many * 1e3:.0f} ms)")
@@ -66,7 +83,9 @@ def bench(name: str, hidden: int, layers: int, vocab: int, batch: int, seq: int,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: stable ratios on a shared CPU)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     bench("tiny", hidden=32, layers=4, vocab=97, batch=2, seq=32, repeats=args.repeats)
     bench("small", hidden=384, layers=8, vocab=4096, batch=2, seq=128, repeats=args.repeats)
 

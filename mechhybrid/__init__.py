@@ -1,27 +1,42 @@
 """mechhybrid: mechanistic interpretability for hybrid language models.
 
 Load a model (`load`), list its components (`hm.components`), intervene with data (`Ablate`, `AblateHeads`,
-`KeepHeads`, `Patch`, `Capture`, `Steer`) through one engine inside one nnsight trace.
+`KeepHeads`, `Patch`, `Capture`, `Steer`; recurrent state: `ReadState`, `PatchState`, `EditState`) through one
+engine inside one nnsight trace; generate with phase-aware interventions.
 
 Axis names used in shape comments: batch, seq, layer, head, head_dim, d_model, d_state, vocab, set.
+
+Public names are imported on first use (PEP 562), so that the torch-free parts (`mechhybrid.errors`, which the
+reports import where torch is absent) do not pull torch and nnsight in.
 """
 
-from mechhybrid.components import Component, ComponentMap
-from mechhybrid.errors import MechHybridError, UnsupportedFamilyError
-from mechhybrid.families import FAMILIES, FAMILY_NAMES, KINDS, Family, get_family
-from mechhybrid.interventions import Ablate, AblateHeads, Capture, KeepHeads, Patch, Steer
-from mechhybrid.loading import load
-from mechhybrid.model import HybridModel, RunResult
-from mechhybrid.state import EditState, PatchState, ReadState, State, StateRunResult, read_state
-from mechhybrid.generation import Generation, generate
-from mechhybrid.check_cache import CacheReport, check_cache
+from importlib import import_module
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Ablate", "AblateHeads", "Capture", "Component", "ComponentMap", "FAMILIES", "FAMILY_NAMES", "Family",
-    "HybridModel", "KINDS", "KeepHeads", "MechHybridError", "Patch", "RunResult", "Steer",
-    "UnsupportedFamilyError", "get_family", "load", "__version__",
-    "CacheReport", "EditState", "Generation", "PatchState", "ReadState", "State", "StateRunResult", "check_cache",
-    "generate", "read_state",
-]
+_EXPORTS = {
+    "mechhybrid.components": ("Component", "ComponentMap"),
+    "mechhybrid.errors": ("MechHybridError", "UnsupportedFamilyError"),
+    "mechhybrid.families": ("FAMILIES", "FAMILY_NAMES", "KINDS", "Family", "get_family"),
+    "mechhybrid.interventions": ("Ablate", "AblateHeads", "Capture", "KeepHeads", "Patch", "Steer"),
+    "mechhybrid.loading": ("load",),
+    "mechhybrid.model": ("HybridModel", "RunResult"),
+    "mechhybrid.state": ("EditState", "PatchState", "ReadState", "State", "StateRunResult", "read_state"),
+    "mechhybrid.generation": ("Generation", "generate"),
+    "mechhybrid.check_cache": ("CacheReport", "check_cache"),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(_WHERE) + ["__version__"]
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'mechhybrid' has no attribute {name!r}")
+    value = getattr(import_module(_WHERE[name]), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__():
+    return __all__

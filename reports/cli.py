@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from reports._errors import MechHybridError
+from mechhybrid.errors import MechHybridError
 
 __all__ = ["add_report_command", "cmd_report"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reports._errors import MechHybridError
+from mechhybrid.errors import MechHybridError
 from reports.index_page import index_page
 from reports.load import load_results
 from reports.pages import compare_page, model_page

@@ -13,7 +13,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from reports._errors import MechHybridError
+from mechhybrid.errors import MechHybridError
 
 __all__ = ["screenshot_pages", "find_chromium", "CHROMIUM_FLAGS"]
 

@@ -16,7 +16,7 @@ import pytest
 from conftest import MODELS, ablation_rows, result, study_results, write_results
 
 import reports
-from reports._errors import MechHybridError
+from mechhybrid.errors import MechHybridError
 
 
 def _run_cli(argv: list[str]) -> int:
