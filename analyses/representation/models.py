@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import torch
 
@@ -27,36 +29,60 @@ def cka_between(h: torch.Tensor, h_other: torch.Tensor) -> list[float]:
     return [linear_cka(flat(h[i]), flat(h_other[matched_layer(i, n, m)])) for i in range(n)]
 
 
-def _same_vocab(hm, other) -> bool:
-    if hm.vocab_size != other.vocab_size:
-        return False
-    a, b = getattr(hm, "tokenizer", None), getattr(other, "tokenizer", None)
-    return a is None or b is None or a.get_vocab() == b.get_vocab()
+def _vocab(hm) -> tuple:
+    tok = getattr(hm, "tokenizer", None)
+    return hm.vocab_size, (tuple(sorted(tok.get_vocab().items())) if tok is not None else None)
+
+
+def _same_vocab(a: tuple, b: tuple) -> bool:
+    return a[0] == b[0] and (a[1] is None or b[1] is None or a[1] == b[1])
+
+
+_HIDDEN: dict[tuple[str, str], tuple[tuple, torch.Tensor]] = {}
+"""(model source, input hash) -> (vocabulary, hidden states on CPU): a study compares every model with every
+other on the same inputs, so each model's stream is computed (and each model loaded) once per process."""
+MAX_CACHED = 2**26  # floats: a 24-layer, d=1024 model on 16 x 128 tokens (200 MB) still fits
+
+
+def _remember(source: str, xkey: str, vocab: tuple, hidden: torch.Tensor) -> None:
+    if hidden.numel() <= MAX_CACHED:
+        _HIDDEN[(source, xkey)] = (vocab, hidden.detach().cpu())
+
+
+def _hidden_of(source: str, x: torch.Tensor, xkey: str) -> tuple[tuple, torch.Tensor]:
+    import mechhybrid
+
+    if (source, xkey) not in _HIDDEN:
+        other = mechhybrid.load(source)
+        with torch.no_grad(), FORWARD:
+            hidden = other.hidden_states(x.to(other.hf_model.device))
+        _remember(source, xkey, _vocab(other), hidden)
+        return _vocab(other), hidden.cpu()
+    return _HIDDEN[(source, xkey)]
 
 
 def cka_models_rows(hm, x: torch.Tensor, cfg, checkpoints: Checkpoints | None, progress=None) -> list[Row]:
     """Rows `cka_models:<other>` / `cka:<layer>` for every model in cfg.compare_with (same token ids fed)."""
-    import mechhybrid
-
+    xkey = hashlib.sha256(x.cpu().numpy().tobytes()).hexdigest()[:16]
+    with torch.no_grad(), FORWARD:
+        base = hm.hidden_states(x.to(hm.hf_model.device)).cpu()
+    vocab = _vocab(hm)
+    _remember(hm.name, xkey, vocab, base)
     rows = []
-    base = None
     for source in cfg.compare_with:
         if source == hm.name:
             continue
         key = f"cka_models|{source}"
         saved = checkpoints.get(key) if checkpoints is not None else None
         if saved is None:
-            other = mechhybrid.load(source)
-            if not _same_vocab(hm, other):
+            other_vocab, h_other = _hidden_of(source, x, xkey)
+            if not _same_vocab(vocab, other_vocab):
                 warn(f"cka_models: {source} has another vocabulary than {hm.name}; not compared")
                 continue
-            with torch.no_grad(), FORWARD:
-                base = hm.hidden_states(x) if base is None else base
-                h_other = other.hidden_states(x.to(other.hf_model.device))
-            saved = {"name": str(other.name), "cka": np.asarray(cka_between(base, h_other))}
+            saved = {"cka": np.asarray(cka_between(base, h_other))}
             if checkpoints is not None:
                 checkpoints.put(key, saved)
-        rows += [Row(f"cka_models:{saved['name']}", "none", f"cka:{i}", float(v), n=int(x.numel()), seed=cfg.seed)
+        rows += [Row(f"cka_models:{source}", "none", f"cka:{i}", float(v), n=int(x.numel()), seed=cfg.seed)
                  for i, v in enumerate(np.asarray(saved["cka"]))]
         if progress is not None:
             progress.update(1)

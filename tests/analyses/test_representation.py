@@ -68,3 +68,21 @@ def test_needs_lm_text_and_a_single_method(hm_qwen2):
         run(hm_qwen2, RepresentationConfig(), tasks=TaskSet({"facts": ts.tasks["facts"]}))
     with pytest.raises(MechHybridError, match="once per method"):
         RepresentationConfig(method="all")
+
+
+def test_cka_between_models_in_a_run(tmp_path):
+    import mechhybrid
+
+    dirs = []
+    for seed, model_type in ((0, "qwen2"), (1, "qwen3_5_text")):
+        d = tmp_path / f"{model_type}-{seed}"
+        build_tiny(model_type, seed=seed).save_pretrained(d)
+        dirs.append(str(d))
+    hm = mechhybrid.load(dirs[0])
+    cfg = RepresentationConfig(kinds=("attention",), include_mlp=False, diag_items=2, diag_length=10,
+                               compare_with=tuple(dirs))
+    res = run(hm, cfg, tasks=make_tasks())
+    rows = [r for r in res.rows if r.condition.startswith("cka_models:")]
+    assert {r.condition for r in rows} == {f"cka_models:{dirs[1]}"}  # itself is not compared
+    assert [r.metric for r in rows] == [f"cka:{i}" for i in range(4)] and all(r.method == "none" for r in rows)
+    assert all(0.0 <= r.value <= 1.0 + 1e-9 for r in rows) and all(r.n == 20 for r in rows)
