@@ -77,30 +77,28 @@ def median(x) -> float:
     return float(np.median(np.asarray(x, dtype=np.float64)))
 
 
-def rankdata(x) -> np.ndarray:
-    """Ranks 1..n with ties given their average rank (as scipy.stats.rankdata 'average')."""
-    x = np.asarray(x, dtype=np.float64)
-    order = np.argsort(x, kind="mergesort")
-    ranks = np.empty(len(x), dtype=np.float64)
-    sorted_x = x[order]
-    i = 0
-    while i < len(x):
-        j = i
-        while j + 1 < len(x) and sorted_x[j + 1] == sorted_x[i]:
-            j += 1
-        ranks[order[i:j + 1]] = (i + j) / 2 + 1
-        i = j + 1
-    return ranks
+def rankdata(x, axis: int = -1) -> np.ndarray:
+    """Ranks 1..n along `axis`, ties given their average rank (scipy's 'average')."""
+    from scipy.stats import rankdata as _rankdata
+
+    return _rankdata(np.asarray(x, dtype=np.float64), method="average", axis=axis)
+
+
+def _rank_corr(rx: np.ndarray, ry: np.ndarray) -> np.ndarray:
+    """Pearson correlation of ranks along the last axis (NaN where a side is constant)."""
+    rx = rx - rx.mean(-1, keepdims=True)
+    ry = ry - ry.mean(-1, keepdims=True)
+    denom = np.sqrt((rx ** 2).sum(-1) * (ry ** 2).sum(-1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, (rx * ry).sum(-1) / np.where(denom > 0, denom, 1.0), np.nan)
 
 
 def spearman(x, y) -> float:
     """Spearman rank correlation; NaN when either side is constant (no ranking to correlate)."""
-    rx, ry = rankdata(x), rankdata(y)
-    if len(rx) != len(ry):
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if x.shape != y.shape or x.ndim != 1:
         raise ValueError("spearman needs two equal-length sequences")
-    rx, ry = rx - rx.mean(), ry - ry.mean()
-    denom = np.sqrt((rx ** 2).sum() * (ry ** 2).sum())
-    return float((rx * ry).sum() / denom) if denom > 0 else float("nan")
+    return float(_rank_corr(rankdata(x), rankdata(y)))
 
 
 def spearman_ci(x, y, seed: int, n_resamples: int = N_RESAMPLES) -> tuple[float, float | None, float | None]:
@@ -112,7 +110,7 @@ def spearman_ci(x, y, seed: int, n_resamples: int = N_RESAMPLES) -> tuple[float,
     if len(x) < 5 or not np.isfinite(rho):
         return rho, None, None
     idx = bootstrap_indices(len(x), seed, n_resamples)
-    draws = np.array([spearman(x[i], y[i]) for i in idx])
+    draws = _rank_corr(rankdata(x[idx], axis=1), rankdata(y[idx], axis=1))
     draws = draws[np.isfinite(draws)]
     if len(draws) < n_resamples // 2:
         return rho, None, None
