@@ -31,7 +31,7 @@ def _as_components(value, name: str) -> tuple[Component, ...]:
     return items
 
 
-def _as_positions(value) -> tuple[int, ...] | None:
+def as_positions(value) -> tuple[int, ...] | None:
     if value is None:
         return None
     if isinstance(value, int):
@@ -41,7 +41,7 @@ def _as_positions(value) -> tuple[int, ...] | None:
     return tuple(int(p) for p in value)
 
 
-def _check_phase(phase: str) -> None:
+def check_phase(phase: str) -> None:
     if phase not in PHASES:
         raise MechHybridError(f"unknown phase {phase!r}; choose one of {', '.join(PHASES)}")
 
@@ -56,8 +56,8 @@ class _Base:
                 raise MechHybridError(f"{type(self).__name__}: empty component selection")
             object.__setattr__(self, components_field, items)
         if hasattr(self, "positions"):
-            object.__setattr__(self, "positions", _as_positions(self.positions))
-        _check_phase(self.phase)
+            object.__setattr__(self, "positions", as_positions(self.positions))
+        check_phase(self.phase)
 
 
 @dataclass(frozen=True, eq=False)

@@ -12,7 +12,7 @@ from typing import Callable, Mapping, Sequence, Union
 import torch
 
 from mechhybrid.errors import MechHybridError
-from mechhybrid.interventions import PHASES
+from mechhybrid.interventions import as_positions, check_phase
 
 
 @dataclass(frozen=True)
@@ -69,27 +69,12 @@ class State:
 StateFn = Callable[[State], State]
 
 
-def _phase(phase: str) -> None:
-    if phase not in PHASES:
-        raise MechHybridError(f"unknown phase {phase!r}; choose one of {', '.join(PHASES)}")
-
-
 def _layers(value) -> tuple | None:
     if value is None:
         return None
     if isinstance(value, int) or hasattr(value, "layer"):
         return (value,)
     return tuple(value)
-
-
-def _positions(value) -> tuple[int, ...] | None:
-    if value is None:
-        return None
-    if isinstance(value, int):
-        return (value,)
-    if isinstance(value, torch.Tensor):
-        value = value.flatten().tolist()
-    return tuple(int(p) for p in value)
 
 
 @dataclass(frozen=True, eq=False)
@@ -103,8 +88,8 @@ class ReadState:
 
     def __post_init__(self):
         object.__setattr__(self, "layers", _layers(self.layers))
-        object.__setattr__(self, "positions", _positions(self.positions))
-        _phase(self.phase)
+        object.__setattr__(self, "positions", as_positions(self.positions))
+        check_phase(self.phase)
 
 
 @dataclass(frozen=True, eq=False)
@@ -129,7 +114,7 @@ class PatchState:
             not isinstance(self.source_ids, torch.Tensor) or self.source_ids.ndim != 2
         ):
             raise MechHybridError("PatchState source_ids must be a 2-D LongTensor [batch, seq]")
-        _phase(self.phase)
+        check_phase(self.phase)
 
 
 @dataclass(frozen=True, eq=False)
@@ -147,7 +132,7 @@ class EditState:
         object.__setattr__(self, "position", int(self.position))
         if not callable(self.fn):
             raise MechHybridError("EditState fn must be callable: State -> State")
-        _phase(self.phase)
+        check_phase(self.phase)
 
 
 STATE_INTERVENTIONS = (ReadState, PatchState, EditState)
