@@ -37,7 +37,19 @@ def test_greedy_generation_is_scored_per_condition(hm_qwen2, monkeypatch):
     assert seen[0] == tok.decode(ref.tolist(), skip_special_tokens=True)
 
 
+class _WithoutGenerate:
+    """A model layer from before issue 4: everything but `generate`."""
+
+    def __init__(self, hm):
+        self._hm = hm
+
+    def __getattr__(self, name):
+        if name == "generate":
+            raise AttributeError(name)
+        return getattr(self._hm, name)
+
+
 def test_missing_generation_is_a_clear_error(hm_qwen2, monkeypatch):
     monkeypatch.setitem(sys.modules, "mechhybrid.generation", None)
     with pytest.raises(MechHybridError, match="needs greedy generation"):
-        score_task(hm_qwen2, _task(word_tokenizer(), ["4"]), [BASELINE], refs=None)
+        score_task(_WithoutGenerate(hm_qwen2), _task(word_tokenizer(), ["4"]), [BASELINE], refs=None)
