@@ -4,6 +4,10 @@ Goals (issue 6): the whole zoo in <= 5 minutes on 2 CPU cores; forwards >= 80% o
 "Forwards" is time inside HybridModel calls made by analyses (logits_many with its reduce, hidden_states,
 run, generate), from analyses.timing.FORWARD, written per (model, analysis) to OUT/timings.json.
 
+Measured 2026-11-25 on the 5 zoo architectures with random weights (the trained zoo had not landed), limit 16,
+--threads 1, 2 cores shared with the zoo's training jobs (load average 4-8): 500-990 s wall (contention-bound:
+the same transformer ablation took 32 s in one run and 177 s in another), forwards 92.5% of it.
+
     python benchmarks/bench_study.py                      # every zoo model, default configs
     python benchmarks/bench_study.py --limit 32 --threads 1 --models zoo:transformer zoo:hybrid-gdn
 """
