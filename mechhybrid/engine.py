@@ -70,14 +70,15 @@ def _position_mask(positions, seq: int) -> torch.Tensor | None:
 
 def _write(tensor: torch.Tensor, rows: slice, new: torch.Tensor, mask: torch.Tensor | None) -> None:
     """tensor[rows] <- new where mask (broadcast over trailing dims), in place."""
+    new = new.to(tensor.device, tensor.dtype)  # a zero ablation's constant lives on the CPU
     if mask is None:
-        tensor[rows] = new.to(tensor.dtype)
+        tensor[rows] = new
         return
     current = tensor[rows]
     if mask.ndim == 1:  # [seq] -> [1, seq]
         mask = mask[None]
     mask = mask.to(tensor.device).reshape(mask.shape + (1,) * (current.ndim - mask.ndim))
-    tensor[rows] = torch.where(mask, new.to(tensor.dtype), current)
+    tensor[rows] = torch.where(mask, new, current)
 
 
 def _head_mask(heads, component: Component, batch: int, seq: int, positions) -> torch.Tensor:
