@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import argparse
 import copy
-import time
 
 import torch
+
+from measure import interleaved_min_seconds
 
 
 def _build(hidden: int, layers: int, vocab: int):
@@ -37,20 +38,6 @@ def _build(hidden: int, layers: int, vocab: int):
     return plain, mechhybrid.load(model)
 
 
-def _interleaved(fns: dict, repeats: int) -> dict:
-    """Minimum time of each function over `repeats` rounds, the functions taking turns within a round, so that
-    load from other processes on a shared CPU hits every contender alike (the minimum is the least disturbed)."""
-    for fn in fns.values():
-        fn()  # warm-up
-    times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: min(values) for name, values in times.items()}
-
-
 def bench(name: str, hidden: int, layers: int, vocab: int, batch: int, seq: int, repeats: int) -> None:
     from mechhybrid import Ablate
 
@@ -63,7 +50,7 @@ def bench(name: str, hidden: int, layers: int, vocab: int, batch: int, seq: int,
         with torch.no_grad():
             return model(batch_ids)
 
-    t = _interleaved(
+    t = interleaved_min_seconds(
         {
             "plain": lambda: plain_forward(ids),
             "traced": lambda: hm.logits(ids),

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 
 import torch
+
+from measure import interleaved_min_seconds, peak_cpu_bytes
 
 
 def _build():
@@ -37,31 +38,6 @@ def _build():
     )
     model = AutoModelForCausalLM.from_config(config).eval()
     return model, mechhybrid.load(model)
-
-
-def _peak_bytes(fn) -> int:
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    current = best = 0
-    for event in sorted(prof.events(), key=lambda e: e.time_range.start):
-        current += event.self_cpu_memory_usage
-        best = max(best, current)
-    return best
-
-
-def _race(fns: dict, repeats: int) -> dict:
-    """Name -> min seconds over `repeats` rounds, the functions interleaved within each round: other processes
-    share these 2 cores, and back-to-back blocks once made the same generate look 0.86x or 1.98x of transformers'."""
-    with torch.no_grad():
-        for fn in fns.values():
-            fn()
-        times = {name: [] for name in fns}
-        for _ in range(repeats):
-            for name, fn in fns.items():
-                start = time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - start)
-    return {name: min(values) for name, values in times.items()}
 
 
 def _bridge(model):
@@ -100,9 +76,9 @@ def bench_read_state(seq: int, repeats: int, skip_tl: bool) -> None:
             reference = read_state(hm, ids, [layer], [seq - 1])[(layer, seq - 1)].recurrent
             assert (theirs() - reference).abs().max().item() < 1e-4, "transformer-lens disagrees with read_state"
         fns["transformer-lens eager scan"] = theirs
-    seconds = _race(fns, repeats)
+    seconds = interleaved_min_seconds(fns, repeats)
     with torch.no_grad():
-        rows = [(label, seconds[label], _peak_bytes(fn)) for label, fn in fns.items()]
+        rows = [(label, seconds[label], peak_cpu_bytes(fn)) for label, fn in fns.items()]
     print(f"\nstate of layer {layer} at one position of a {seq}-token prompt "
           f"(trajectory would be {seq * 8 * 64 * 64 * 4 / 2**20:.0f} MiB per layer)")
     base_time, base_mem = rows[0][1], rows[0][2]
@@ -122,7 +98,7 @@ def bench_generate(repeats: int, new: int = 32, prompt: int = 64) -> None:
     attention = hm.components.by_kind("attention")[0]
     config = GenerationConfig(max_new_tokens=new, do_sample=False, eos_token_id=None, pad_token_id=0)
     mask = torch.ones_like(ids)
-    seconds = _race({
+    seconds = interleaved_min_seconds({
         "hf": lambda: model.generate(ids, generation_config=config, attention_mask=mask),
         "plain": lambda: generate(hm, ids, max_new_tokens=new),
         "ablated": lambda: generate(hm, ids, [Ablate([attention], phase="decode")], max_new_tokens=new),
