@@ -96,35 +96,31 @@ class Ablate(_Base):
 
 
 @dataclass(frozen=True, eq=False)
-class AblateHeads(_Base):
+class _HeadChoice(_Base):
+    """A choice of heads of one component, at the input of its output projection (AblateHeads, KeepHeads)."""
+
+    component: Component
+    heads: Sequence[int] | torch.Tensor
+    positions: Positions = None
+    phase: str = "all"
+
+    def __post_init__(self):
+        _as_components(self.component, type(self).__name__)
+        self._normalise(components_field=None)
+
+
+@dataclass(frozen=True, eq=False)
+class AblateHeads(_HeadChoice):
     """Zero chosen heads at the input of the component's output projection.
 
     `heads` is a list of head indices, or a boolean mask `[batch, seq, head]` (True = ablate) so that the choice
     can differ per query token (Study B keeps the k lowest-entropy heads per token).
     """
 
-    component: Component
-    heads: Sequence[int] | torch.Tensor
-    positions: Positions = None
-    phase: str = "all"
-
-    def __post_init__(self):
-        _as_components(self.component, "AblateHeads")
-        self._normalise(components_field=None)
-
 
 @dataclass(frozen=True, eq=False)
-class KeepHeads(_Base):
+class KeepHeads(_HeadChoice):
     """Zero every head except the chosen ones (a list, or a boolean mask `[batch, seq, head]`, True = keep)."""
-
-    component: Component
-    heads: Sequence[int] | torch.Tensor
-    positions: Positions = None
-    phase: str = "all"
-
-    def __post_init__(self):
-        _as_components(self.component, "KeepHeads")
-        self._normalise(components_field=None)
 
 
 @dataclass(frozen=True, eq=False)

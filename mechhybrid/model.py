@@ -9,7 +9,7 @@ import torch
 from nnsight import NNsight
 
 from mechhybrid.components import Component, ComponentMap, build_components
-from mechhybrid.engine import Plan, capture_sources, compile_plan, visit_points
+from mechhybrid.engine import Plan, _Op, capture_sources, compile_plan, visit_points
 from mechhybrid.errors import MechHybridError
 from mechhybrid.families import Family
 
@@ -254,9 +254,7 @@ def _has_state(interventions) -> bool:
     return any(is_state_intervention(item) for item in interventions)
 
 
-def _record_into(sink: list):
-    from mechhybrid.engine import _Op
-
+def _record_into(sink: list) -> _Op:
     def fn(tensor, rows, stash):
         sink.append(tensor.clone())
 
