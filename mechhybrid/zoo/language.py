@@ -93,6 +93,9 @@ class Doc:
     """[start, end) word positions whose words are answers to a question in the doc."""
     needle_span: tuple[int, int] = (0, 0)
     """For needle docs: [start, end) of the needle sentence (its depth in the text)."""
+    random_positions: tuple[int, ...] = ()
+    """Word positions holding fresh uniform draws (keys, values, copy spans at first sight): no model can
+    predict them, so training down-weights them (their gradient is noise that delays retrieval)."""
 
 
 def doc_rng(seed: int, stream: str, index: int) -> random.Random:
@@ -192,7 +195,9 @@ def needle_doc(rng: random.Random, length: int, depth: float) -> Doc:
     cut = round(depth * n_fill)
     words = ["<bos>"] + text[:cut] + needle + text[cut:] + question + value + ["."]
     start = len(words) - 1 - len(value)
-    return Doc("needle", tuple(words), ((start, start + len(value)),), (1 + cut, 1 + cut + len(needle)))
+    key_at = 1 + cut + 3  # "the code of KEY is V V ."
+    return Doc("needle", tuple(words), ((start, start + len(value)),), (1 + cut, 1 + cut + len(needle)),
+               random_positions=(key_at, key_at + 2, key_at + 3))
 
 
 def recall_doc(rng: random.Random, n_pairs: int, n_queries: int) -> Doc:
@@ -202,13 +207,15 @@ def recall_doc(rng: random.Random, n_pairs: int, n_queries: int) -> Doc:
     words = ["<bos>"]
     for k in keys:
         words += [k] + values[k] + [";"]
+    random_positions = [p for p in range(1, len(words)) if words[p] != ";"]
     words.append("|")
     spans = []
     for k in rng.sample(keys, n_queries):
+        random_positions.append(len(words))  # which key is asked next is a fresh draw too
         words += [k, "?"]
         spans.append((len(words), len(words) + 2))
         words += values[k] + ["."]
-    return Doc("recall", tuple(words), tuple(spans))
+    return Doc("recall", tuple(words), tuple(spans), random_positions=tuple(random_positions))
 
 
 _CONTENT = tuple(w for w in VOCAB[len(SPECIAL_TOKENS):] if w not in PUNCT)
@@ -222,7 +229,7 @@ def copy_doc(rng: random.Random, length: int) -> Doc:
     words = ["<bos>"] + span + filler(rng, gap, fact_rate=0.0)[:gap] + ["|"]
     start = len(words)
     words += span
-    return Doc("copy", tuple(words), ((start, start + span_len),))
+    return Doc("copy", tuple(words), ((start, start + span_len),), random_positions=tuple(range(1, 1 + span_len)))
 
 
 def sample_doc(rng: random.Random, kind: str) -> Doc:

@@ -45,10 +45,12 @@ def _pack(rng, recipe: Recipe):
         doc = lang.sample_doc(rng, rng.choices(kinds, weights=probs)[0])
         ids = encode_words(doc.words)[:recipe.seq_len]
         w = [1.0] * len(ids)
-        if doc.kind in ("needle", "recall"):  # up-weight answers (issue 5 feasibility)
-            for s, e in doc.answer_spans:
-                for p in range(s, min(e, len(ids))):
-                    w[p] = recipe.answer_weight
+        for p in doc.random_positions:
+            if p < len(ids):
+                w[p] = recipe.random_weight
+        for s, e in doc.answer_spans:  # up-weight answers (issue 5 feasibility)
+            for p in range(s, min(e, len(ids))):
+                w[p] = recipe.answer_weight
         if len(row) + len(ids) > recipe.seq_len:  # doc does not fit: pad this row, start the next
             pad = recipe.seq_len - len(row)
             rows.append(row + [TOKEN_ID["<pad>"]] * pad)

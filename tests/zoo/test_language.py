@@ -91,6 +91,21 @@ def test_recall_answers_match_their_pairs():
         _check_recall(tuple(inv[i] for i in item.input_ids), item.answer_spans)
 
 
+def test_random_positions_are_exactly_the_fresh_draws():
+    # Re-parsed from the words: keys and values of needles and recall pairs, queried keys, first copy spans.
+    doc = needle_doc(doc_rng(3, "rand", 0), 100, 0.5)
+    s, _ = doc.needle_span
+    assert [doc.words[p] for p in doc.random_positions] == [doc.words[s + 3], *doc.words[s + 5:s + 7]]
+    doc = recall_doc(doc_rng(3, "rand", 1), 5, 3)
+    bar = doc.words.index("|")
+    expected = [p for p in range(1, bar) if doc.words[p] != ";"] + [s - 2 for s, _ in doc.answer_spans]
+    assert list(doc.random_positions) == expected
+    doc = copy_doc(doc_rng(3, "rand", 2), 80)
+    (s, e), = doc.answer_spans
+    assert list(doc.random_positions) == list(range(1, 1 + e - s))
+    assert text_doc(doc_rng(3, "rand", 3), 80).random_positions == ()
+
+
 def test_copy_docs_repeat_their_span_at_a_random_offset():
     offsets = set()
     for i in range(30):

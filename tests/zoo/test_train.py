@@ -20,8 +20,31 @@ def test_batches_are_a_pure_function_of_the_step():
     assert a.shape == (RECIPE.batch_size, RECIPE.seq_len)
     assert torch.equal(a, b) and torch.equal(wa, wb) and not torch.equal(a, c)
     assert (wa[a == TOKEN_ID["<pad>"]] == 0).all()
-    assert set(wa.unique().tolist()) <= {0.0, 1.0, RECIPE.answer_weight}
+    allowed = torch.tensor([0.0, 1.0, RECIPE.answer_weight, RECIPE.random_weight])
+    assert torch.isclose(wa.unique()[:, None], allowed[None]).any(1).all()
     assert (wa == RECIPE.answer_weight).any()
+    assert torch.isclose(wa, torch.tensor(RECIPE.random_weight)).any()
+
+
+def test_answers_are_up_weighted_and_random_draws_down_weighted_in_every_retrieval_doc():
+    import random
+
+    from mechhybrid.zoo import language as lang
+    from mechhybrid.zoo.train import _pack
+
+    one_doc = dataclasses.replace(RECIPE, batch_size=1)
+    for kind in ("needle", "recall", "copy"):
+        recipe = dataclasses.replace(one_doc, mix=((kind, 1.0),))
+        rows, weights = _pack(random.Random(11), recipe)
+        rng = random.Random(11)  # replay _pack's draws: the document kind, then the document
+        rng.choices([kind], weights=[1.0])
+        doc = lang.sample_doc(rng, kind)
+        w = weights[0]
+        answers = {p for s, e in doc.answer_spans for p in range(s, e)}
+        assert answers and all(w[p] == RECIPE.answer_weight for p in answers)
+        assert doc.random_positions and all(w[p] == RECIPE.random_weight for p in doc.random_positions)
+        predictable = set(range(len(doc.words))) - answers - set(doc.random_positions)
+        assert all(w[p] == 1.0 for p in predictable)
 
 
 def test_weighted_loss_is_a_weighted_mean_of_token_nll():
