@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from mechhybrid.errors import MechHybridError
+from mechhybrid.load_flags import add_load_flags, load_options
 
 from .configs import build_config, config_help, read_config_file
 from .registry import ANALYSES, STUDY_A, get_analysis, run_analysis, run_study
@@ -35,6 +36,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, help="items per benchmark (a seeded sample)")
     p.add_argument("--seed", type=int, help="seed of random draws and of the bootstrap")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_load_flags(p)
 
 
 def add_analysis_commands(subparsers) -> None:
@@ -95,7 +97,7 @@ def cmd_run(args) -> int:
     opts = _options(args, analysis.name, _file_sections(args.config, [analysis.name])
                     .get(analysis.name, {}))
     cfg = build_config(analysis.config_cls, opts, where=f"{analysis.name} config")
-    hm = mechhybrid.load(args.model)
+    hm = mechhybrid.load(args.model, **load_options(args))
     with tqdm(desc=f"{hm.name} {analysis.name}", unit="job", disable=args.no_progress) as bar:
         _, computed = run_analysis(analysis.name, hm, cfg, args.out, force=args.force, progress=bar)
     state = "written" if computed else "already finished (use --force to recompute)"
@@ -110,7 +112,8 @@ def cmd_study(args) -> int:
         analysis = get_analysis(name)
         opts = _options(args, name, sections.get(name, {}))
         configs[name] = build_config(analysis.config_cls, opts, where=f"{name} config")
-    paths = run_study(args.models, args.out, force=args.force, progress=not args.no_progress, configs=configs)
+    paths = run_study(args.models, args.out, force=args.force, progress=not args.no_progress, configs=configs,
+                      load_options=load_options(args))
     print(f"{len(paths)} results under {args.out}/results; table: {args.out}/results.csv")
     return 0
 

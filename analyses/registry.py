@@ -157,10 +157,11 @@ def zoo_models() -> list[str]:
 
 
 def run_study(models=None, out_dir="mechhybrid-out", force: bool = False, progress: bool = True,
-              configs: dict | None = None, analyses=STUDY_A) -> list[Path]:
+              configs: dict | None = None, analyses=STUDY_A, load_options: dict | None = None) -> list[Path]:
     """Run every Study A analysis on every model (default: the whole zoo); returns the Result paths.
 
-    `configs` maps an analysis name to its Config (defaults otherwise). Representation compares each model
+    `configs` maps an analysis name to its Config (defaults otherwise); `load_options` go to
+    `mechhybrid.load` for every model (dtype, allow_pickle, trust_remote_code). Representation compares each model
     with the others of the study by CKA unless its config names models itself."""
     import mechhybrid
     from tqdm import tqdm
@@ -175,7 +176,7 @@ def run_study(models=None, out_dir="mechhybrid-out", force: bool = False, progre
         get_analysis(name)
     paths = []
     for source in models:
-        hm = mechhybrid.load(source)
+        hm = mechhybrid.load(source, **(load_options or {}))
         for i, name in enumerate(analyses):
             cfg = configs.get(name) or get_analysis(name).config_cls()
             cfg = _study_config(name, cfg, source, models)

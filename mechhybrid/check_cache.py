@@ -177,7 +177,7 @@ def check_cache(hm, input_ids=None, seq: int = 32, split: int | None = None, see
 
 def add_check_cache_command(subparsers) -> None:
     """Register `mechhybrid check-cache MODEL` on the CLI's sub-parsers."""
-    from mechhybrid.cli import _add_load_flags
+    from mechhybrid.load_flags import add_load_flags
 
     parser = subparsers.add_parser(
         "check-cache", help="per-layer drift of the model's cached prefill and decode from its full forward"
@@ -188,13 +188,13 @@ def add_check_cache_command(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the random tokens")
     parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, help="max |drift| counted as exact")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
-    _add_load_flags(parser)
+    add_load_flags(parser)
     parser.set_defaults(handler=cmd_check_cache)
 
 
 def cmd_check_cache(args) -> int:
     """Print the CacheReport (table, or JSON with --json). Exit 0 whatever the drift: it is a diagnostic."""
-    from mechhybrid.cli import load_from_args
+    from mechhybrid.load_flags import load_from_args
 
     if args.seq < 2:
         raise MechHybridError("--seq must be at least 2")

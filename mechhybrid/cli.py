@@ -12,26 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 from mechhybrid.errors import MechHybridError
-
-
-def _add_load_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--allow-pickle", action="store_true", help="allow pickled (.bin/.pt) weights: they can run code")
-    parser.add_argument("--trust-remote-code", action="store_true", help="allow a checkpoint's own Python code (auto_map)")
-    parser.add_argument("--dtype", default=None, help="torch dtype to load in, e.g. float32 or bfloat16")
-
-
-def load_from_args(args):
-    """`mechhybrid.load` with the flags of `_add_load_flags`."""
-    import torch
-
-    from mechhybrid.loading import load
-
-    dtype = None
-    if args.dtype is not None:
-        dtype = getattr(torch, args.dtype, None)
-        if not isinstance(dtype, torch.dtype):
-            raise MechHybridError(f"unknown dtype {args.dtype!r}; e.g. float32, bfloat16, float16")
-    return load(args.model, dtype=dtype, allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code)
+from mechhybrid.load_flags import add_load_flags, load_from_args
 
 
 def cmd_inspect(args) -> int:
@@ -72,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect = commands.add_parser("inspect", help="print a model's component map")
     inspect.add_argument("model", help="zoo:NAME, a local checkpoint directory, or a hub id in the local cache")
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
-    _add_load_flags(inspect)
+    add_load_flags(inspect)
     inspect.set_defaults(handler=cmd_inspect)
     for register in _extension_registrars():
         register(commands)

@@ -47,7 +47,11 @@ def load(
     else:
         directory, name = _from_hub_cache(text), text
     hf_model, tokenizer = _load_directory(directory, dtype, device_map, allow_pickle, trust_remote_code)
-    return _wrap(hf_model, tokenizer, name=name)
+    hm = _wrap(hf_model, tokenizer, name=name)
+    # Remembered so that models an analysis loads beside this one (CKA between models) load the same way.
+    hm.load_options = dict(dtype=dtype, device_map=device_map, allow_pickle=allow_pickle,
+                           trust_remote_code=trust_remote_code)
+    return hm
 
 
 def _wrap(hf_model, tokenizer, name: str) -> HybridModel:

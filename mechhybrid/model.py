@@ -65,6 +65,8 @@ class HybridModel:
         self.family_spec = family
         self.family = family.name
         self.name = name
+        self.load_options: dict = {}
+        """The keyword options of `mechhybrid.load` that produced this model (dtype, safety flags)."""
         self.nn = NNsight(self.hf_model)
         self._layers = _resolve(self.hf_model, family.layers)
         self.n_layers = len(self._layers)

@@ -49,11 +49,11 @@ def _remember(source: str, xkey: str, vocab: tuple, hidden: torch.Tensor) -> Non
         _HIDDEN[(source, xkey)] = (vocab, hidden.detach().cpu())
 
 
-def _hidden_of(source: str, x: torch.Tensor, xkey: str) -> tuple[tuple, torch.Tensor]:
+def _hidden_of(source: str, x: torch.Tensor, xkey: str, load_options: dict) -> tuple[tuple, torch.Tensor]:
     import mechhybrid
 
     if (source, xkey) not in _HIDDEN:
-        other = mechhybrid.load(source)
+        other = mechhybrid.load(source, **load_options)
         with torch.no_grad(), FORWARD:
             hidden = other.hidden_states(x.to(other.hf_model.device))
         _remember(source, xkey, _vocab(other), hidden)
@@ -75,7 +75,7 @@ def cka_models_rows(hm, x: torch.Tensor, cfg, checkpoints: Checkpoints | None, p
         key = f"cka_models|{source}"
         saved = checkpoints.get(key) if checkpoints is not None else None
         if saved is None:
-            other_vocab, h_other = _hidden_of(source, x, xkey)
+            other_vocab, h_other = _hidden_of(source, x, xkey, hm.load_options)
             if not _same_vocab(vocab, other_vocab):
                 warn(f"cka_models: {source} has another vocabulary than {hm.name}; not compared")
                 continue

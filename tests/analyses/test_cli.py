@@ -137,12 +137,18 @@ def test_study_over_a_model_directory(setup, tmp_path):
     assert any(",component_ablation,resilience:1:0,skip,ppl," in r for r in rows)
 
 
-def test_study_command_with_shared_and_per_analysis_options(setup, tmp_path, capsys):
-    config = tmp_path / "study.toml"
+def _study_config(setup, directory):
+    """CONFIG for `study`: shared keys at the top, each analysis's own options in its table."""
+    config = directory / "study.toml"
     config.write_text(CONFIG.format(data=setup["root"] / "data").replace("thirds = false\n", "").replace(
         'context_lengths = [12]\nresilience_removed = [1]\n', "") +
         "\n[component_ablation]\nthirds = false\ncontext_lengths = [12]\nresilience_removed = [1]\n"
         "\n[representation]\ndiag_items = 2\ndiag_length = 12\n")
+    return config
+
+
+def test_study_command_with_shared_and_per_analysis_options(setup, tmp_path, capsys):
+    config = _study_config(setup, tmp_path)
     argv = ["study", "--models", setup["model"], "--config", str(config), "--out", str(tmp_path / "o"),
             "--no-progress"]
     assert main(argv) == 0, capsys.readouterr().err
@@ -150,6 +156,35 @@ def test_study_command_with_shared_and_per_analysis_options(setup, tmp_path, cap
     assert res["config"]["diag_items"] == 2 and res["config"]["limit"] == 3 and "mmlu" in res["config"]["data"]
     config.write_text("[representation]\ndiag_items = 0\n")
     assert main(argv) == 2 and "diag_items" in capsys.readouterr().err
+
+
+def test_run_and_study_take_the_load_flags(setup, tmp_path, capsys):
+    """A pickled checkpoint is refused by `run` and `study` (one line, exit 2) until --allow-pickle; with it, the
+    models that representation loads beside the studied one (CKA between models) load with the same flags."""
+    import shutil
+
+    from mechhybrid.loading import load
+    from tests.conftest import save_pickled
+
+    pickled = tmp_path / "pickled"
+    save_pickled(load(setup["model"]).hf_model, pickled)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(f"{setup['model']}/{name}", pickled / name)
+    assert not list(pickled.glob("*.safetensors"))
+    capsys.readouterr()
+    assert _run({**setup, "model": str(pickled)}, tmp_path / "a") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--allow-pickle" in err
+    assert _run({**setup, "model": str(pickled)}, tmp_path / "a", "--allow-pickle") == 0
+    assert result_path(tmp_path / "a", str(pickled), "component_ablation").is_file()
+
+    config = _study_config(setup, tmp_path)
+    argv = ["study", "--models", str(pickled), setup["model"], "--config", str(config), "--out",
+            str(tmp_path / "s"), "--no-progress"]
+    assert main(argv) == 2 and "--allow-pickle" in capsys.readouterr().err
+    assert main(argv + ["--allow-pickle"]) == 0, capsys.readouterr().err
+    rows = (tmp_path / "s" / "results.csv").read_text()
+    assert f"cka_models:{pickled}" in rows  # the safetensors model compared with the pickled one, and back
 
 
 def test_same_bytes_across_processes_and_hash_seeds(setup, tmp_path):
