@@ -58,7 +58,16 @@ def build_config(cls, options: dict, where: str = "config"):
 
 
 def field_help(cls) -> dict[str, str]:
-    """{field: its docstring} read from the class source (the string right after each annotated field)."""
+    """{field: its docstring} read from the class sources (the string right after each annotated field), base
+    classes first so that a subclass that re-declares a field also overrides its docstring."""
+    out = {}
+    for klass in reversed(cls.__mro__):
+        if dataclasses.is_dataclass(klass):
+            out.update(_own_field_docs(klass))
+    return out
+
+
+def _own_field_docs(cls) -> dict[str, str]:
     try:
         tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
     except (OSError, TypeError):

@@ -59,3 +59,27 @@ def test_quarantine_keeps_the_bytes(tmp_path):
     path.write_text("not json")
     assert quarantine_corrupt(tmp_path) == [path]
     assert not path.exists() and path.with_name("representation.json.corrupt").read_text() == "not json"
+
+
+def test_every_config_checks_the_shared_options_and_documents_every_field():
+    import dataclasses
+
+    import pytest
+
+    from analyses.configs import field_help
+    from mechhybrid.errors import MechHybridError
+
+    for cls in (ComponentAblationConfig, RepresentationConfig):
+        for bad in (dict(limit=0), dict(kinds=("mlp",), include_mlp=False), dict(kinds=("lstm",)), dict(budget_mb=0),
+                    dict(benchmarks=("lm",), exclude_benchmarks=("lm",)), dict(method="drop")):
+            with pytest.raises(MechHybridError):
+                cls(**bad)
+        docs = field_help(cls)
+        assert set(docs) == {f.name for f in dataclasses.fields(cls)}, cls  # --help documents every option
+    # A subclass's own docstring and default win over the shared ones.
+    assert ComponentAblationConfig().include_mlp is False and RepresentationConfig().include_mlp is True
+    assert "one at a time" in field_help(RepresentationConfig)["include_mlp"]
+    assert "or all" in field_help(ComponentAblationConfig)["method"]
+    assert ComponentAblationConfig(method="all").methods == ("zero", "mean", "resample", "skip")
+    with pytest.raises(MechHybridError, match="once per method"):
+        RepresentationConfig(method="all")
