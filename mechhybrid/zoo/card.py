@@ -167,7 +167,7 @@ def finalize(name: str, run_dir, out_dir, recipe: Recipe = RECIPE) -> dict:
         "n_params": int(sum(p.numel() for p in reloaded.parameters())), "dtype": "float32",
         "sizes": _sizes(reloaded.config), "recipe": log.get("recipe", {}),
         "language_version": lang.LANGUAGE_VERSION, "benchmark_version": bm.BENCHMARK_VERSION,
-        "steps": steps, "tokens_trained": steps * recipe.tokens_per_step,
+        "steps": steps, "tokens_trained": int(log.get("tokens", 0)),
         # A partial run (stopped before the recipe's budget) can be finalised, but says so.
         "budget_complete": steps >= int(log.get("recipe", {}).get("steps", recipe.steps)),
         "wall_time_s": round(float(log["wall_s"]), 1),

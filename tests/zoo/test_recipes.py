@@ -49,4 +49,4 @@ def test_unknown_recipe_lists_names():
 
 
 def test_recipe_is_one_for_all():
-    assert RECIPE.lr == 3e-3 and RECIPE.tokens_per_step == 2048
+    assert RECIPE.lr == 3e-3 and RECIPE.batch_size == 16 and RECIPE.micro_batch == 4

@@ -17,9 +17,13 @@ def test_batches_are_a_pure_function_of_the_step():
     a, wa = make_batch(5)
     b, wb = make_batch(5)
     c, _ = make_batch(6)
-    assert a.shape == (RECIPE.batch_size, RECIPE.seq_len)
+    assert a.shape[0] == RECIPE.batch_size and a.shape[1] <= RECIPE.seq_len
     assert torch.equal(a, b) and torch.equal(wa, wb) and not torch.equal(a, c)
     assert (wa[a == TOKEN_ID["<pad>"]] == 0).all()
+    # One document per row: each row starts with <bos>, holds no other, and rows are sorted longest first.
+    assert (a[:, 0] == TOKEN_ID["<bos>"]).all() and ((a == TOKEN_ID["<bos>"]).sum(1) == 1).all()
+    lengths = (a != TOKEN_ID["<pad>"]).sum(1)
+    assert lengths[0] == a.shape[1] and (lengths[:-1] >= lengths[1:]).all()
     allowed = torch.tensor([0.0, 1.0, RECIPE.answer_weight, RECIPE.random_weight])
     assert torch.isclose(wa.unique()[:, None], allowed[None]).any(1).all()
     assert (wa == RECIPE.answer_weight).any()
@@ -30,21 +34,41 @@ def test_answers_are_up_weighted_and_random_draws_down_weighted_in_every_retriev
     import random
 
     from mechhybrid.zoo import language as lang
-    from mechhybrid.zoo.train import _pack
+    from mechhybrid.zoo.train import _document_rows
 
     one_doc = dataclasses.replace(RECIPE, batch_size=1)
     for kind in ("needle", "recall", "copy"):
         recipe = dataclasses.replace(one_doc, mix=((kind, 1.0),))
-        rows, weights = _pack(random.Random(11), recipe)
-        rng = random.Random(11)  # replay _pack's draws: the document kind, then the document
+        ((ids, w),) = _document_rows(random.Random(11), recipe)
+        rng = random.Random(11)  # replay the draws: the document kind, then the document
         rng.choices([kind], weights=[1.0])
         doc = lang.sample_doc(rng, kind)
-        w = weights[0]
+        assert len(ids) == len(doc.words) and w[0] == 0.0
         answers = {p for s, e in doc.answer_spans for p in range(s, e)}
         assert answers and all(w[p] == RECIPE.answer_weight for p in answers)
         assert doc.random_positions and all(w[p] == RECIPE.random_weight for p in doc.random_positions)
-        predictable = set(range(len(doc.words))) - answers - set(doc.random_positions)
+        predictable = set(range(1, len(doc.words))) - answers - set(doc.random_positions)
         assert all(w[p] == 1.0 for p in predictable)
+
+
+def test_micro_batches_add_up_to_the_whole_batch_loss_and_gradient():
+    from mechhybrid.zoo.recipes import build_model, zoo_spec
+    from mechhybrid.zoo.train import micro_batches, train_step
+
+    ids, w = make_batch(2)
+    parts = list(micro_batches(ids, w, RECIPE.micro_batch))
+    assert sum(p[0].shape[0] for p in parts) == ids.shape[0]
+    assert [p[0].shape[1] for p in parts] == sorted((p[0].shape[1] for p in parts), reverse=True)
+    assert parts[-1][0].shape[1] < ids.shape[1]  # short rows really are cut
+
+    whole, split = build_model(zoo_spec("transformer"), 0), build_model(zoo_spec("transformer"), 0)
+    loss = weighted_loss(whole(input_ids=ids).logits, ids, w)
+    loss.backward()
+    opt = torch.optim.SGD(split.parameters(), lr=0.0)  # lr 0: only the accumulated gradient is compared
+    assert train_step(split, opt, ids, w, dataclasses.replace(RECIPE, grad_clip=1e9)) == pytest.approx(
+        loss.item(), rel=1e-5)
+    for (name, p), q in zip(whole.named_parameters(), split.parameters()):
+        torch.testing.assert_close(q.grad, p.grad, atol=1e-6, rtol=1e-4, msg=name)
 
 
 def test_weighted_loss_is_a_weighted_mean_of_token_nll():
