@@ -4,11 +4,11 @@ Sizes follow the feasibility run in issue 5 (hidden 128, 4 layers, Mamba-2 6 lay
 256-token vocabulary, tied embeddings, about 0.6-0.85M parameters), so that every
 model trains in well under an hour of one CPU core and analyses run in seconds.
 
-Not in the zoo: Jamba (Mamba-1 + attention + MoE). Without the mamba_ssm kernels,
-transformers runs Mamba-1 as a Python loop over positions whose backward materialises a
-full-size gradient per step: ~60 s per 2,048-token training step here (measured
-2026-11-25, hidden 128, 4 layers), ~200x the Transformer control, so the common budget
-was out of reach. Zoo names:
+Not in the zoo: Jamba (Mamba-1 + attention + MoE). Without the mamba_ssm kernels, transformers runs
+Mamba-1 as a Python loop over positions whose backward materialises a full-size gradient of the
+discretised A per position: one 2,048-token training step took 0.7 s forward and 45 s backward here
+(measured 2026-11-29, hidden 128, 4 layers, 1 thread), ~200x the Transformer control, so the common
+budget is out of reach on a CPU. Zoo names:
 
     hybrid-gdn       qwen3_5 text: Gated DeltaNet + attention 3:1 (sequential)
     hybrid-parallel  falcon_h1: Mamba-2 and attention side by side (parallel)
