@@ -24,11 +24,25 @@ def warn(message: str) -> None:
 def model_info(hm) -> dict:
     """The `model` block of a Result (docs/results-schema.md)."""
     n_params = sum(p.numel() for p in hm.hf_model.parameters())
-    return {
+    info = {
         "name": str(hm.name), "family": str(hm.family), "topology": str(hm.topology),
         "n_params": int(n_params), "n_layers": int(hm.n_layers),
         "components": [{"layer": c.layer, "kind": c.kind, "path": c.path} for c in hm.components],
     }
+    card = _zoo_card(str(hm.name))
+    if card is not None:
+        info["card"] = card
+    return info
+
+
+def _zoo_card(name: str) -> dict | None:
+    """A zoo model's card (how it was trained, its baseline scores): every result on it carries one."""
+    if not name.startswith("zoo:"):
+        return None
+    from mechhybrid.zoo.card import card_summary
+    from mechhybrid.zoo.registry import load_card
+
+    return card_summary(load_card(name[len("zoo:"):]))
 
 
 def library_versions() -> dict:

@@ -11,6 +11,7 @@ import json
 from urllib.parse import quote
 
 from reports import charts, findings, tables
+from reports.cards import card_html
 from reports.html import ChartBlock, chart_html, esc, page
 from reports.load import Loaded, ModelResults
 from reports.palette import ROLE_LABELS, ROLE_ORDER, Palette
@@ -140,7 +141,7 @@ def _model_header(entry: ModelResults, palette: Palette) -> str:
             f"{esc(ROLE_LABELS[entry.role])}; topology {esc(model.get('topology'))}; "
             f"{esc(model.get('n_params'))} parameters; {esc(model.get('n_layers'))} layers.</p>"
             f"<details><summary>Components</summary><table><tr><th>layer</th><th>kinds</th></tr>{rows}"
-            "</table></details>")
+            "</table></details>" + card_html(model))
 
 
 def swatch(palette: Palette, family: str) -> str:

@@ -28,7 +28,7 @@ from mechhybrid.zoo.recipes import RECIPE, Recipe, build_model, zoo_spec
 from mechhybrid.zoo.tokenizer import encode_words, save_tokenizer
 
 __all__ = ["CARD_VERSION", "QUICK_STRIDE", "EVAL_BATCH", "evaluate", "bigram_perplexity",
-           "load_checkpoint", "finalize", "subset"]
+           "load_checkpoint", "finalize", "subset", "card_summary"]
 
 CARD_VERSION = 1
 QUICK_STRIDE = {"lm": 8, "facts": 6, "needle": 10, "recall": 10}
@@ -184,6 +184,16 @@ def finalize(name: str, run_dir, out_dir, recipe: Recipe = RECIPE) -> dict:
     tmp.write_text(json.dumps(card, indent=1) + "\n")
     os.replace(tmp, out_dir / "card.json")
     return card
+
+
+SUMMARY_KEYS = ("description", "recipe", "language_version", "benchmark_version", "steps", "tokens_trained",
+                "budget_complete", "wall_time_s", "cpu_time_s", "trained_on", "dtype", "scores",
+                "bigram_perplexity", "quality", "needle_probe_curve", "loss_curve")
+
+
+def card_summary(card: dict) -> dict:
+    """The part of a card that a Result carries (so that a report shows it without the zoo installed)."""
+    return {k: card[k] for k in SUMMARY_KEYS if k in card}
 
 
 def _main(argv=None) -> int:

@@ -83,3 +83,18 @@ def test_every_config_checks_the_shared_options_and_documents_every_field():
     assert ComponentAblationConfig(method="all").methods == ("zero", "mean", "resample", "skip")
     with pytest.raises(MechHybridError, match="once per method"):
         RepresentationConfig(method="all")
+
+
+def test_results_on_a_zoo_model_carry_its_card():
+    import json
+
+    import mechhybrid
+    from analyses.common import model_info
+    from mechhybrid.zoo import registry
+
+    name = registry.zoo_names()[0]
+    card = json.loads((registry.zoo_dir(name) / "card.json").read_text())
+    info = model_info(mechhybrid.load(f"zoo:{name}"))
+    assert info["card"]["scores"] == card["scores"] and info["card"]["recipe"] == card["recipe"]
+    assert "check_scores" not in info["card"]  # only what a reader of the report needs
+    assert "card" not in model_info(mechhybrid.load(build_tiny("qwen2")))

@@ -27,9 +27,21 @@ def _components(kinds_per_layer):
             for layer, kinds in enumerate(kinds_per_layer) for kind in kinds]
 
 
+# A zoo model's card as analyses.common.model_info embeds it (mechhybrid.zoo.card.card_summary of card.json).
+CARD = {"description": "Gated DeltaNet + attention, 3:1", "recipe": {"version": 4, "seed": 0, "steps": 5000},
+        "language_version": "zoo-lang-1", "benchmark_version": "zoo-bench-1", "steps": 5000,
+        "tokens_trained": 8071234, "wall_time_s": 2100.5, "cpu_time_s": 2012.25, "trained_on": "cpu",
+        "dtype": "float32", "bigram_perplexity": 12.445655737991387,
+        "quality": {"perplexity_below_bigram": True, "needle_bar": True},
+        "scores": {"lm": {"metric": "perplexity", "score": 7.912345678901234, "n": 64},
+                   "needle": {"metric": "exact_match", "score": 0.98125, "n": 160,
+                              "by_context_len": {"64": 1.0, "128": 1.0, "256": 0.975, "512": 0.95}}},
+        "loss_curve": [[25, 3.5], [50, 2.9], [75, 2.512345]]}
+
 MODELS = {
     "hybrid": {"name": "zoo:gdn-hybrid", "family": "qwen3_5", "topology": "sequential", "n_params": 812345,
-               "n_layers": 4, "components": _components([["linear_attention", "mlp"]] * 3 + [["attention", "mlp"]])},
+               "n_layers": 4, "components": _components([["linear_attention", "mlp"]] * 3 + [["attention", "mlp"]]),
+               "card": CARD},
     "transformer": {"name": "zoo:tiny-qwen2", "family": "qwen2", "topology": "sequential", "n_params": 701000,
                     "n_layers": 4, "components": _components([["attention", "mlp"]] * 4)},
     "ssm": {"name": "zoo/tiny-mamba2", "family": "mamba2", "topology": "sequential", "n_params": 650000,
@@ -154,8 +166,12 @@ def probe_results() -> list[dict]:
     """The injection probe through every user-controlled string: model name (and so the file name), family,
     condition, method, metric, data name and version, config, versions and the analysis name."""
     rng = random.Random(1)
+    card = dict(CARD, description=PROBE, trained_on=PROBE, quality={PROBE: PROBE},
+                scores={PROBE: {"metric": PROBE, "score": 0.5, "n": PROBE, "by_context_len": {PROBE: 1.0}},
+                        "broken": PROBE},
+                loss_curve=[[1, 2.0], [PROBE, 1.0], "x", [3, None]])  # malformed points are left out
     model = dict(MODELS["hybrid"], name=f"zoo:{PROBE}", family=f"fam{PROBE}",
-                 components=_components([[f"kind{PROBE}"], ["attention"]]), n_layers=2)
+                 components=_components([[f"kind{PROBE}"], ["attention"]]), n_layers=2, card=card)
     rows = ablation_rows(model, rng, method=f"zero{PROBE}")
     rows.append(_row(f"group:{PROBE}", f"drop:{PROBE}", 0.25, 0.05))
     abl = result(model, "component_ablation", rows, method=f"zero{PROBE}", data_name=f"data{PROBE}")

@@ -196,3 +196,14 @@ def test_missing_numbers_and_odd_conditions_do_not_break_a_page(tmp_path):
     assert len(pages) == 3
     text = (out / "models" / "zoo_gdn-hybrid.html").read_text(encoding="utf-8")
     assert "layer:x:attention" in text  # kept in the page's table of every row
+
+
+def test_zoo_card_on_its_model_page_only(rendered_study):
+    """The card's baseline scores appear exactly as the card holds them; models without a card get no section."""
+    from conftest import CARD
+
+    hybrid = (rendered_study / "models" / "zoo_gdn-hybrid.html").read_text(encoding="utf-8")
+    assert "<h2>Model card</h2>" in hybrid and "7.912345678901234" in hybrid and "256 tokens: 0.975" in hybrid
+    assert f"{CARD['tokens_trained']} tokens" in hybrid and '"loss_exact":"2.512345"' in hybrid
+    control = (rendered_study / "models" / "zoo_tiny-qwen2.html").read_text(encoding="utf-8")
+    assert "Model card" not in control
