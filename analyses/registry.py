@@ -160,9 +160,9 @@ def run_study(models=None, out_dir="mechhybrid-out", force: bool = False, progre
               configs: dict | None = None, analyses=STUDY_A, load_options: dict | None = None) -> list[Path]:
     """Run every Study A analysis on every model (default: the whole zoo); returns the Result paths.
 
-    `configs` maps an analysis name to its Config (defaults otherwise); `load_options` go to
-    `mechhybrid.load` for every model (dtype, allow_pickle, trust_remote_code). Representation compares each model
-    with the others of the study by CKA unless its config names models itself."""
+    `configs` maps an analysis name to its Config (defaults otherwise); `load_options` go to `mechhybrid.load`
+    for every model (dtype, allow_pickle, trust_remote_code). Representation compares each model with the
+    others of the study by CKA unless its config names models itself."""
     import mechhybrid
     from tqdm import tqdm
 
