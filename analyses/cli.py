@@ -13,7 +13,8 @@ from mechhybrid.errors import MechHybridError
 from mechhybrid.load_flags import add_load_flags, load_options
 
 from .configs import build_config, config_help, read_config_file
-from .registry import ANALYSES, STUDY_A, get_analysis, run_analysis, run_study
+from .registry import ANALYSES, STUDY_A, get_analysis, run_analysis
+from .study import run_study
 from .schema import result_path
 from .summary import summarize
 
@@ -58,6 +59,8 @@ def add_analysis_commands(subparsers) -> None:
                                           "file, a table per analysis (e.g. [representation]) holds its own "
                                           "options; other keys (limit, [data]) apply to every analysis.")
     p.add_argument("--models", nargs="+", help="model sources (default: every zoo model)")
+    p.add_argument("--jobs", type=int, help="worker processes, one model each (default: one per CPU core for "
+                                            "zoo models, else 1)")
     _common(p)
     p.set_defaults(func=cmd_study)
 
@@ -113,7 +116,7 @@ def cmd_study(args) -> int:
         opts = _options(args, name, sections.get(name, {}))
         configs[name] = build_config(analysis.config_cls, opts, where=f"{name} config")
     paths = run_study(args.models, args.out, force=args.force, progress=not args.no_progress, configs=configs,
-                      load_options=load_options(args))
+                      load_options=load_options(args), jobs=args.jobs)
     print(f"{len(paths)} results under {args.out}/results; table: {args.out}/results.csv")
     return 0
 

@@ -1,5 +1,5 @@
-"""Analyses by name, and running them into an output directory: resume, force, corrupt-file handling,
-timings, results.csv, and the study over many models.
+"""Analyses by name, and running one into an output directory: resume, force, corrupt-file handling, timings,
+results.csv. The study over many models is analyses/study.py.
 
 Layout and files: docs/results-schema.md. Every run leaves `OUT/results.csv` in step with the Results.
 """
@@ -20,7 +20,7 @@ from .schema import (CorruptResultError, Result, iter_result_paths, model_slug, 
 from .timing import FORWARD
 
 __all__ = ["Analysis", "ANALYSES", "STUDY_A", "get_analysis", "check_out_dir", "quarantine_corrupt",
-           "run_analysis", "zoo_models", "run_study"]
+           "run_analysis"]
 
 
 @dataclass(frozen=True)
@@ -143,56 +143,3 @@ def run_analysis(name: str, hm, config, out_dir, *, force: bool = False, progres
     if write_csv:
         write_results_csv(out)
     return result, True
-
-
-def zoo_models() -> list[str]:
-    """Every shipped zoo model as a load source ("zoo:NAME")."""
-    try:
-        from mechhybrid.zoo.registry import zoo_names
-    except ImportError:
-        from mechhybrid.zoo.recipes import ZOO_SPECS
-
-        return [f"zoo:{s.name}" for s in ZOO_SPECS]
-    return [f"zoo:{n}" for n in zoo_names()]
-
-
-def run_study(models=None, out_dir="mechhybrid-out", force: bool = False, progress: bool = True,
-              configs: dict | None = None, analyses=STUDY_A, load_options: dict | None = None) -> list[Path]:
-    """Run every Study A analysis on every model (default: the whole zoo); returns the Result paths.
-
-    `configs` maps an analysis name to its Config (defaults otherwise); `load_options` go to `mechhybrid.load`
-    for every model (dtype, allow_pickle, trust_remote_code). Representation compares each model with the
-    others of the study by CKA unless its config names models itself."""
-    import mechhybrid
-    from tqdm import tqdm
-
-    out = check_out_dir(out_dir)
-    quarantine_corrupt(out)
-    models = list(models) if models else zoo_models()
-    if not models:
-        raise MechHybridError("no zoo models are installed; name models with --models")
-    configs = dict(configs or {})
-    for name in analyses:
-        get_analysis(name)
-    paths = []
-    for source in models:
-        hm = mechhybrid.load(source, **(load_options or {}))
-        for i, name in enumerate(analyses):
-            cfg = configs.get(name) or get_analysis(name).config_cls()
-            cfg = _study_config(name, cfg, source, models)
-            with tqdm(desc=f"{hm.name} {name}", unit="job", disable=not progress, leave=True) as bar:
-                # --force empties the shared score cache once per model, so later analyses reuse fresh scores.
-                run_analysis(name, hm, cfg, out, force=force, progress=bar, write_csv=False,
-                             clear_cache=force and i == 0)
-            paths.append(result_path(out, hm.name, name))
-    write_results_csv(out)
-    return paths
-
-
-def _study_config(name: str, cfg, source: str, models: list[str]):
-    import dataclasses
-
-    if name == "representation" and not cfg.compare_with:
-        others = tuple(m for m in models if m != source)
-        return dataclasses.replace(cfg, compare_with=others)
-    return cfg

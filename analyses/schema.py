@@ -251,6 +251,11 @@ def read_timings(out_dir) -> dict:
 
 
 def update_timings(out_dir, key: str, entry: dict) -> None:
-    timings = read_timings(out_dir)
-    timings[key] = entry
-    _atomic_write(Path(out_dir) / "timings.json", json.dumps(timings, indent=1, sort_keys=True) + "\n")
+    import fcntl
+
+    # A parallel study (`--jobs`) updates timings.json from several processes: one at a time, or updates are lost.
+    with open(Path(out_dir) / "timings.json.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        timings = read_timings(out_dir)
+        timings[key] = entry
+        _atomic_write(Path(out_dir) / "timings.json", json.dumps(timings, indent=1, sort_keys=True) + "\n")

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from analyses.cli import main
-from analyses.registry import run_study
+from analyses.study import run_study
 from analyses.schema import result_path
 from tests.analyses import datasets_fixtures as fx
 from tests.analyses.conftest import word_tokenizer
@@ -207,3 +207,36 @@ def test_same_bytes_across_processes_and_hash_seeds(setup, tmp_path):
         assert proc.returncode == 0, err[-2000:]
     a, b = (result_path(o, setup["model"], "component_ablation").read_bytes() for o in outs)
     assert a == b and (outs[0] / "results.csv").read_bytes() == (outs[1] / "results.csv").read_bytes()
+
+
+def test_study_in_worker_processes_equals_the_sequential_study(setup, tmp_path, capsys):
+    """--jobs 2 (one single-threaded worker per model) writes the same Results, byte for byte, as one process
+    running the models in turn on one thread; both models' timings survive the concurrent updates; a worker's
+    user error comes back as the usual one line, exit 2."""
+    import torch
+
+    second = tmp_path / "tiny-llama"
+    build_tiny("llama").save_pretrained(second)
+    word_tokenizer().save_pretrained(second)
+    models = [setup["model"], str(second)]
+    config = _study_config(setup, tmp_path)
+    argv = ["study", "--config", str(config), "--no-progress", "--models", *models]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(argv + ["--out", str(tmp_path / "seq"), "--jobs", "1"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    assert main(argv + ["--out", str(tmp_path / "par"), "--jobs", "2"]) == 0
+    for name in models:
+        for analysis in ("component_ablation", "representation"):
+            seq = result_path(tmp_path / "seq", name, analysis).read_bytes()
+            assert seq == result_path(tmp_path / "par", name, analysis).read_bytes(), (name, analysis)
+    assert (tmp_path / "seq" / "results.csv").read_bytes() == (tmp_path / "par" / "results.csv").read_bytes()
+    assert len(json.loads((tmp_path / "par" / "timings.json").read_text())) == 4
+
+    capsys.readouterr()
+    assert main(argv[:-2] + [setup["model"], str(tmp_path / "absent"), "--out", str(tmp_path / "bad"),
+                             "--jobs", "2"]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("mechhybrid: error:")]
+    assert len(errors) == 1 and "absent" in errors[0]

@@ -1,0 +1,119 @@
+"""`mechhybrid study`: every Study A analysis on every model (default: the whole zoo), one model after another
+or one model per worker process (`jobs`).
+
+Why processes: the zoo's models are tiny (hidden 128), so a forward is too small for torch's intra-op threads
+to use two cores well; one single-threaded process per core does (benchmarks/bench_study.py measures both).
+Each worker writes its model's Results and checkpoints as a sequential run would (files are per model;
+timings.json is locked), and results.csv is written once at the end, so an interrupted parallel study
+resumes like a sequential one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
+from pathlib import Path
+
+from mechhybrid.errors import MechHybridError
+
+from .registry import STUDY_A, check_out_dir, get_analysis, quarantine_corrupt, run_analysis
+from .schema import result_path, write_results_csv
+
+__all__ = ["run_study", "zoo_models", "default_jobs"]
+
+
+def zoo_models() -> list[str]:
+    """Every shipped zoo model as a load source ("zoo:NAME")."""
+    try:
+        from mechhybrid.zoo.registry import zoo_names
+    except ImportError:
+        from mechhybrid.zoo.recipes import ZOO_SPECS
+
+        return [f"zoo:{s.name}" for s in ZOO_SPECS]
+    return [f"zoo:{n}" for n in zoo_names()]
+
+
+def default_jobs(models: list[str]) -> int:
+    """One process per core for a study of zoo models only (each needs a few MB); 1 for anything else, whose
+    size mechhybrid cannot know before loading it."""
+    if len(models) > 1 and all(str(m).startswith("zoo:") for m in models):
+        return max(1, min(len(models), os.cpu_count() or 1))
+    return 1
+
+
+def _study_config(name: str, cfg, source: str, models: list[str]):
+    if name == "representation" and not cfg.compare_with:
+        others = tuple(m for m in models if m != source)
+        return dataclasses.replace(cfg, compare_with=others)
+    return cfg
+
+
+def _study_model(source: str, models: list[str], out: Path, force: bool, configs: dict, analyses,
+                 load_options: dict, progress: bool, threads: int | None = None) -> list[Path]:
+    """Every analysis on one model; returns its Result paths. Runs in the caller or in a worker process."""
+    import mechhybrid
+    from tqdm import tqdm
+
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    hm = mechhybrid.load(source, **load_options)
+    paths = []
+    for i, name in enumerate(analyses):
+        cfg = _study_config(name, configs.get(name) or get_analysis(name).config_cls(), source, models)
+        with tqdm(desc=f"{hm.name} {name}", unit="job", disable=not progress, leave=True) as bar:
+            # --force empties the shared score cache once per model, so later analyses reuse fresh scores.
+            run_analysis(name, hm, cfg, out, force=force, progress=bar, write_csv=False,
+                         clear_cache=force and i == 0)
+        paths.append(result_path(out, hm.name, name))
+    return paths
+
+
+def run_study(models=None, out_dir="mechhybrid-out", force: bool = False, progress: bool = True,
+              configs: dict | None = None, analyses=STUDY_A, load_options: dict | None = None,
+              jobs: int | None = None) -> list[Path]:
+    """Run every Study A analysis on every model (default: the whole zoo); returns the Result paths in model
+    order.
+
+    `configs` maps an analysis name to its Config (defaults otherwise); `load_options` go to `mechhybrid.load`
+    for every model (dtype, allow_pickle, trust_remote_code). Representation compares each model with the
+    others of the study by CKA unless its config names models itself. `jobs` worker processes run one model
+    each, single-threaded (None: `default_jobs`); with 1, models run here one after another."""
+    out = check_out_dir(out_dir)
+    quarantine_corrupt(out)
+    models = list(models) if models else zoo_models()
+    if not models:
+        raise MechHybridError("no zoo models are installed; name models with --models")
+    jobs = default_jobs(models) if jobs is None else jobs
+    if jobs < 1:
+        raise MechHybridError(f"jobs must be >= 1, got {jobs}")
+    configs = dict(configs or {})
+    for name in analyses:
+        get_analysis(name)
+    common = dict(models=models, out=out, force=force, configs=configs, analyses=tuple(analyses),
+                  load_options=dict(load_options or {}))
+    if jobs == 1 or len(models) == 1:
+        paths = [p for source in models for p in _study_model(source, progress=progress, **common)]
+    else:
+        paths = _in_workers(models, min(jobs, len(models)), progress, common)
+    write_results_csv(out)
+    return paths
+
+
+def _in_workers(models: list[str], jobs: int, progress: bool, common: dict) -> list[Path]:
+    from tqdm import tqdm
+
+    by_model: dict[str, list[Path]] = {}
+    # spawn, not fork: a forked torch (and its thread pools) is not safe to use in the child.
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool, \
+            tqdm(total=len(models), desc=f"models ({jobs} processes)", unit="model", disable=not progress) as bar:
+        futures = {pool.submit(_study_model, source, progress=False, threads=1, **common): source
+                   for source in models}
+        for future in as_completed(futures):
+            by_model[futures[future]] = future.result()  # a worker's MechHybridError is re-raised here
+            bar.set_postfix_str(futures[future])
+            bar.update(1)
+    return [p for source in models for p in by_model[source]]
