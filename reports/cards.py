@@ -57,7 +57,7 @@ def _loss_block(card: dict) -> str:
     if not points:
         return ""
     records = [{"step": int(step), "loss": loss, "loss_exact": exact(loss)} for step, loss in points]
-    chart = alt.Chart(alt.Data(values=records)).mark_line().encode(
+    chart = alt.Chart(alt.Data(values=records)).mark_line(point=True).encode(
         x=alt.X("step:Q", title="optimiser step"), y=alt.Y("loss:Q", title="weighted training loss"),
         tooltip=[alt.Tooltip("step:N"), alt.Tooltip("loss_exact:N", title="loss")],
     ).properties(width=320, height=160)

@@ -49,9 +49,14 @@ def test_hovered_tooltips_show_the_csv_numbers(browser, rendered_study):
     rows = _csv_rows(rendered_study)
     shown = browser.tooltips(rendered_study / "models" / "zoo_gdn-hybrid.html")
     assert len(shown) >= 10
+    from conftest import CARD
+
     for tip in shown:
         assert tip["text"], f"no tooltip on {tip['chart']}"
         fields = tooltip_fields(tip["text"])
+        if tip["chart"] == "chart-card":  # the zoo card's training loss: numbers of the card, not of the CSV
+            assert [int(fields["step"]), fields["loss"]] in [[step, repr(loss)] for step, loss in CARD["loss_curve"]]
+            continue
         row = rows[(fields["model"], fields["condition"], fields["method"], fields["metric"])]
         assert fields["value"] == (row["value"] or "n/a"), tip["chart"]
         assert fields["95% CI low"] == (row["ci_low"] or "n/a") and fields["95% CI high"] == (row["ci_high"] or "n/a")
@@ -64,7 +69,8 @@ def test_probe_in_a_tooltip_stays_text(browser, probe_dir):
     assert shown
     for tip in shown:
         assert not {"img", "script"} & set(tip["tags"]), tip["chart"]
-        assert tooltip_fields(tip["text"])["model"] == f"zoo:{PROBE}"
+        if tip["chart"] != "chart-card":  # the card's loss chart shows steps and losses, not the model
+            assert tooltip_fields(tip["text"])["model"] == f"zoo:{PROBE}"
 
 
 def test_missing_numbers_draw_no_empty_chart(browser, tmp_path):
