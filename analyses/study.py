@@ -51,7 +51,8 @@ def _study_config(name: str, cfg, source: str, models: list[str]):
 
 
 def _study_model(source: str, models: list[str], out: Path, force: bool, configs: dict, analyses,
-                 load_options: dict, progress: bool, threads: int | None = None) -> list[Path]:
+                 load_options: dict, progress: bool, threads: int | None = None,
+                 quiet_notices: bool = False) -> list[Path]:
     """Every analysis on one model; returns its Result paths. Runs in the caller or in a worker process."""
     import mechhybrid
     from tqdm import tqdm
@@ -60,6 +61,10 @@ def _study_model(source: str, models: list[str], out: Path, force: bool, configs
         import torch
 
         torch.set_num_threads(threads)
+    if quiet_notices:  # the slow-kernel notice is said once per study, by the first model's worker
+        from mechhybrid import kernels
+
+        kernels.silence_notice()
     hm = mechhybrid.load(source, **load_options)
     paths = []
     for i, name in enumerate(analyses):
@@ -110,8 +115,8 @@ def _in_workers(models: list[str], jobs: int, progress: bool, common: dict) -> l
     # spawn, not fork: a forked torch (and its thread pools) is not safe to use in the child.
     with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool, \
             tqdm(total=len(models), desc=f"models ({jobs} processes)", unit="model", disable=not progress) as bar:
-        futures = {pool.submit(_study_model, source, progress=False, threads=1, **common): source
-                   for source in models}
+        futures = {pool.submit(_study_model, source, progress=False, threads=1, quiet_notices=i > 0, **common): source
+                   for i, source in enumerate(models)}
         for future in as_completed(futures):
             by_model[futures[future]] = future.result()  # a worker's MechHybridError is re-raised here
             bar.set_postfix_str(futures[future])

@@ -4,9 +4,11 @@ Goals (issue 6): the whole zoo in <= 5 minutes on 2 CPU cores; forwards >= 80% o
 "Forwards" is time inside HybridModel calls made by analyses (logits_many with its reduce, hidden_states,
 run, generate), from analyses.timing.FORWARD, written per (model, analysis) to OUT/timings.json.
 
-Measured 2026-11-25 on the 5 zoo architectures with random weights (the trained zoo had not landed), limit 16,
---threads 1, 2 cores shared with the zoo's training jobs (load average 4-8): 500-990 s wall (contention-bound:
-the same transformer ablation took 32 s in one run and 177 s in another), forwards 92.5% of it.
+Measured 2026-11-29 on the trained 5-model zoo (recipe 4), nothing else running, `mechhybrid study --out out`
+with its defaults (limit 64, 2 worker processes of 1 thread): 222.8 s wall, report included. Inside the analyses
+397.9 of 404.2 s were forwards (98.4%), 89.3% of the 445.6 process-seconds (the rest: loading models, spawning
+workers, CSV). Per model, ablation + representation: hybrid-gdn 103 s, hybrid-parallel 102 s, ssm-mamba2 108 s,
+hybrid-griffin 58 s, transformer 34 s.
 
     python benchmarks/bench_study.py                      # every zoo model, default configs
     python benchmarks/bench_study.py --limit 32 --threads 1 --models zoo:transformer zoo:hybrid-gdn

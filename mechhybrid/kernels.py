@@ -32,6 +32,12 @@ def notice_reference_path(kinds) -> None:
     )
 
 
+def silence_notice() -> None:
+    """This process says nothing (another process of the same job has said it)."""
+    global _noticed
+    _noticed = True
+
+
 class _DropKernelFallbackNotes(logging.Filter):
     """transformers says "falling back to its reference PyTorch implementation" once per kernel function (up to
     four lines per model); mechhybrid's single notice above replaces that wall."""
