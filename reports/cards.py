@@ -19,6 +19,13 @@ def _number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _plain(value) -> str:
+    """A card value as text: a dict as 'key: value' pairs (the quality bars), anything else as it is."""
+    if isinstance(value, dict):
+        return "; ".join(f"{k.replace('_', ' ') if isinstance(k, str) else k}: {v}" for k, v in value.items())
+    return str(value)
+
+
 def _facts(card: dict) -> str:
     recipe = card.get("recipe") if isinstance(card.get("recipe"), dict) else {}
     facts = [
@@ -31,7 +38,7 @@ def _facts(card: dict) -> str:
         ("bigram perplexity", card.get("bigram_perplexity")),
         ("quality bars", card.get("quality")),
     ]
-    return "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in facts if v is not None)
+    return "".join(f"<tr><th>{esc(k)}</th><td>{esc(_plain(v))}</td></tr>" for k, v in facts if v is not None)
 
 
 def _scores(card: dict) -> str:
