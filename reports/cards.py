@@ -22,7 +22,8 @@ def _number(value) -> bool:
 def _plain(value) -> str:
     """A card value as text: a dict as 'key: value' pairs (the quality bars), anything else as it is."""
     if isinstance(value, dict):
-        return "; ".join(f"{k.replace('_', ' ') if isinstance(k, str) else k}: {v}" for k, v in value.items())
+        return "; ".join(f"{k.replace('_', ' ') if isinstance(k, str) else k}: {'n/a' if v is None else v}"
+                         for k, v in value.items())
     return str(value)
 
 
