@@ -22,6 +22,7 @@ from pathlib import Path
 from mechhybrid.zoo import language as lang
 from mechhybrid.zoo.recipes import RECIPE, Recipe, build_model, zoo_spec
 from mechhybrid.zoo.tokenizer import TOKEN_ID, encode_words
+from mechhybrid.zoo.training_scan import training_scan
 
 __all__ = ["make_batch", "micro_batches", "train_step", "train_model", "quiet", "weighted_loss", "needle_probe"]
 
@@ -183,7 +184,8 @@ def train_model(name: str, out_dir, steps: int | None = None, seed: int | None =
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.use_deterministic_algorithms(True, warn_only=True)
-    model = build_model(zoo_spec(name), recipe.seed)
+    spec = zoo_spec(name)
+    model = build_model(spec, recipe.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, betas=recipe.betas,
                             weight_decay=recipe.weight_decay)
     start, log = _load_state(out, model, opt)
@@ -193,7 +195,8 @@ def train_model(name: str, out_dir, steps: int | None = None, seed: int | None =
     t0, c0 = time.time() - log["wall_s"], time.process_time() - log.get("cpu_s", 0.0)
     for step in range(start, steps):
         ids, w = make_batch(step, recipe)
-        log["loss"].append(train_step(model, opt, ids, w, recipe))
+        with training_scan(spec.family):  # bitwise the reference scan, with a fast backward (Jamba only)
+            log["loss"].append(train_step(model, opt, ids, w, recipe))
         log["tokens"] = log.get("tokens", 0) + int((w > 0).sum()) + ids.shape[0]  # + each row's first token
         done = step + 1
         if probe and (done % recipe.eval_every == 0 or done == steps):

@@ -5,7 +5,7 @@ import pytest
 from mechhybrid.zoo.recipes import RECIPE, ZOO_SPECS, build_model, zoo_spec
 from mechhybrid.errors import MechHybridError
 
-SHIPPED_FAMILIES = {"qwen3_5", "falcon_h1", "recurrent_gemma", "qwen2", "mamba2"}
+SHIPPED_FAMILIES = {"qwen3_5", "falcon_h1", "recurrent_gemma", "jamba", "qwen2", "mamba2"}
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +35,16 @@ def test_tiny_sizes_and_tied_embeddings(models):
 def test_sequential_gdn_hybrid_is_three_to_one(models):
     types = models["hybrid-gdn"].config.layer_types
     assert types.count("linear_attention") == 3 and types.count("full_attention") == 1
+
+
+def test_jamba_hybrid_is_mamba_one_and_attention_three_to_one_with_experts(models):
+    from transformers.models.jamba.modeling_jamba import JambaMambaMixer, JambaSparseMoeBlock
+
+    model = models["hybrid-jamba"]
+    assert model.config.layers_block_type == ["mamba"] * 3 + ["attention"]
+    assert sum(isinstance(m, JambaMambaMixer) for m in model.modules()) == 3
+    assert sum(isinstance(m, JambaSparseMoeBlock) for m in model.modules()) == 2
+    assert model.config.num_experts_per_tok < model.config.num_experts
 
 
 def test_seeded_init_is_reproducible():

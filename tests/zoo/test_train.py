@@ -10,7 +10,7 @@ from mechhybrid.zoo.train import make_batch, train_model, weighted_loss
 from mechhybrid.zoo.tokenizer import TOKEN_ID
 
 TINY = dataclasses.replace(RECIPE, batch_size=2, seq_len=48, checkpoint_every=1)
-NAMES = ["hybrid-gdn", "hybrid-parallel", "hybrid-griffin", "transformer", "ssm-mamba2"]
+NAMES = ["hybrid-gdn", "hybrid-parallel", "hybrid-griffin", "hybrid-jamba", "transformer", "ssm-mamba2"]
 
 
 def test_batches_are_a_pure_function_of_the_step():
