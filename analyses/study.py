@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import queue
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -50,12 +51,59 @@ def _study_config(name: str, cfg, source: str, models: list[str]):
     return cfg
 
 
+_progress_queue = None
+"""In a worker process: where its analyses' progress goes (to the study's one bar in the parent)."""
+
+
+def _set_progress_queue(progress_queue) -> None:
+    global _progress_queue
+    _progress_queue = progress_queue
+
+
+class _ForwardedBar:
+    """The part of a tqdm bar that analyses use (total, refresh, update, set_postfix_str), sent from a worker
+    to the parent, which adds every (model, analysis) bar into one."""
+
+    def __init__(self, progress_queue, key: str):
+        self._queue, self._key = progress_queue, key
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    @property
+    def total(self):
+        return None
+
+    @total.setter
+    def total(self, n) -> None:
+        self._queue.put(("total", self._key, n))
+
+    def refresh(self) -> None:
+        pass
+
+    def update(self, n: int = 1) -> None:
+        self._queue.put(("update", self._key, n))
+
+    def set_postfix_str(self, text: str) -> None:
+        self._queue.put(("postfix", self._key, text))
+
+
+def _bar(desc: str, progress: bool):
+    from tqdm import tqdm
+
+    if _progress_queue is not None:
+        return _ForwardedBar(_progress_queue, desc)
+    return tqdm(desc=desc, unit="job", disable=not progress, leave=True)
+
+
 def _study_model(source: str, models: list[str], out: Path, force: bool, configs: dict, analyses,
                  load_options: dict, progress: bool, threads: int | None = None,
                  quiet_notices: bool = False) -> list[Path]:
     """Every analysis on one model; returns its Result paths. Runs in the caller or in a worker process."""
     import mechhybrid
-    from tqdm import tqdm
 
     if threads is not None:
         import torch
@@ -69,7 +117,7 @@ def _study_model(source: str, models: list[str], out: Path, force: bool, configs
     paths = []
     for i, name in enumerate(analyses):
         cfg = _study_config(name, configs.get(name) or get_analysis(name).config_cls(), source, models)
-        with tqdm(desc=f"{hm.name} {name}", unit="job", disable=not progress, leave=True) as bar:
+        with _bar(f"{hm.name} {name}", progress) as bar:
             # --force empties the shared score cache once per model, so later analyses reuse fresh scores.
             run_analysis(name, hm, cfg, out, force=force, progress=bar, write_csv=False,
                          clear_cache=force and i == 0)
@@ -112,13 +160,36 @@ def _in_workers(models: list[str], jobs: int, progress: bool, common: dict) -> l
     from tqdm import tqdm
 
     by_model: dict[str, list[Path]] = {}
-    # spawn, not fork: a forked torch (and its thread pools) is not safe to use in the child.
-    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool, \
-            tqdm(total=len(models), desc=f"models ({jobs} processes)", unit="model", disable=not progress) as bar:
-        futures = {pool.submit(_study_model, source, progress=False, threads=1, quiet_notices=i > 0, **common): source
-                   for i, source in enumerate(models)}
-        for future in as_completed(futures):
-            by_model[futures[future]] = future.result()  # a worker's MechHybridError is re-raised here
-            bar.set_postfix_str(futures[future])
-            bar.update(1)
+    context = get_context("spawn")  # spawn, not fork: a forked torch (and its thread pools) is unsafe in the child
+    progress_queue = context.Queue() if progress else None
+    totals: dict[str, int] = {}
+    with tqdm(desc=f"study ({jobs} processes)", unit="job", disable=not progress) as bar:
+        with ProcessPoolExecutor(jobs, mp_context=context, initializer=_set_progress_queue,
+                                 initargs=(progress_queue,)) as pool:
+            futures = {pool.submit(_study_model, source, progress=False, threads=1, quiet_notices=i > 0,
+                                   **common): source for i, source in enumerate(models)}
+            pending = set(futures)
+            while pending:
+                finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                _drain(progress_queue, bar, totals)
+                for future in finished:
+                    by_model[futures[future]] = future.result()  # a worker's MechHybridError is re-raised here
+        _drain(progress_queue, bar, totals)  # the workers have exited, so their last messages are queued
     return [p for source in models for p in by_model[source]]
+
+
+def _drain(progress_queue, bar, totals: dict[str, int]) -> None:
+    """Apply the workers' progress messages so far to the study's bar (its total: every known job)."""
+    while progress_queue is not None:
+        try:
+            kind, key, value = progress_queue.get_nowait()
+        except queue.Empty:
+            return
+        if kind == "total":
+            totals[key] = value
+            bar.total = sum(totals.values())
+            bar.refresh()
+        elif kind == "update":
+            bar.update(value)
+        else:
+            bar.set_postfix_str(f"{key}: {value}")

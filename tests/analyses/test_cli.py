@@ -4,6 +4,7 @@ the text summary, and the study over a model directory."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -209,6 +210,16 @@ def test_same_bytes_across_processes_and_hash_seeds(setup, tmp_path):
     assert a == b and (outs[0] / "results.csv").read_bytes() == (outs[1] / "results.csv").read_bytes()
 
 
+def _final_bar_counts(stderr: str) -> dict[str, tuple[int, int]]:
+    """Each tqdm bar's last 'done/total' in captured stderr, by its description."""
+    counts = {}
+    for frame in re.split(r"[\r\n]+", stderr):
+        match = re.match(r"(.+?): .*?(\d+)/(\d+) \[", frame)
+        if match and not match[1].startswith("Loading weights"):  # transformers' own loading bars
+            counts[match[1]] = (int(match[2]), int(match[3]))
+    return counts
+
+
 def test_study_in_worker_processes_equals_the_sequential_study(setup, tmp_path, capsys):
     """--jobs 2 (one single-threaded worker per model) writes the same Results, byte for byte, as one process
     running the models in turn on one thread; both models' timings survive the concurrent updates; a worker's
@@ -220,14 +231,21 @@ def test_study_in_worker_processes_equals_the_sequential_study(setup, tmp_path, 
     word_tokenizer().save_pretrained(second)
     models = [setup["model"], str(second)]
     config = _study_config(setup, tmp_path)
-    argv = ["study", "--config", str(config), "--no-progress", "--models", *models]
+    argv = ["study", "--config", str(config), "--models", *models]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    capsys.readouterr()
     try:
         assert main(argv + ["--out", str(tmp_path / "seq"), "--jobs", "1"]) == 0
     finally:
         torch.set_num_threads(threads)
+    sequential_bars = _final_bar_counts(capsys.readouterr().err)
     assert main(argv + ["--out", str(tmp_path / "par"), "--jobs", "2"]) == 0
+    # The workers' progress adds up into one bar that ends where the sequential study's bars end together.
+    parallel_bars = _final_bar_counts(capsys.readouterr().err)
+    assert len(sequential_bars) == 4 and all(done == total > 0 for done, total in sequential_bars.values())
+    jobs = sum(total for _, total in sequential_bars.values())
+    assert parallel_bars == {"study (2 processes)": (jobs, jobs)}
     for name in models:
         for analysis in ("component_ablation", "representation"):
             seq = result_path(tmp_path / "seq", name, analysis).read_bytes()
@@ -237,6 +255,6 @@ def test_study_in_worker_processes_equals_the_sequential_study(setup, tmp_path, 
 
     capsys.readouterr()
     assert main(argv[:-2] + [setup["model"], str(tmp_path / "absent"), "--out", str(tmp_path / "bad"),
-                             "--jobs", "2"]) == 2
+                             "--jobs", "2", "--no-progress"]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("mechhybrid: error:")]
     assert len(errors) == 1 and "absent" in errors[0]
