@@ -10,6 +10,7 @@ from pathlib import Path
 from mechhybrid.errors import MechHybridError
 from mechhybrid.families import family_for_config
 from mechhybrid.kernels import notice_reference_path
+from mechhybrid.mamba1_scan import use_bounded_scan
 from mechhybrid.model import HybridModel
 
 _PICKLED = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
@@ -58,6 +59,7 @@ def _wrap(hf_model, tokenizer, name: str) -> HybridModel:
     family = family_for_config(hf_model.config)
     hm = HybridModel(hf_model, tokenizer, family, name=name)
     notice_reference_path(hm.components.kinds())
+    use_bounded_scan(family.name)  # Mamba-1 without mamba_ssm: the reference scan, bitwise, in bounded memory
     return hm
 
 

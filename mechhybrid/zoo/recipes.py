@@ -5,7 +5,7 @@ Sizes follow the feasibility run in issue 5 (hidden 128, 4 layers, Mamba-2 6 lay
 model trains in well under an hour of one CPU core and analyses run in seconds.
 
 Jamba trains with a training-only Mamba-1 scan that is bitwise transformers' reference scan but whose
-backward is linear in the length (mechhybrid.zoo.training_scan: 0.69 s a step instead of 2.6 s). Zoo names:
+backward is linear in the length (mechhybrid.mamba1_scan: 0.69 s a step instead of 2.6 s). Zoo names:
 
     hybrid-gdn       qwen3_5 text: Gated DeltaNet + attention 3:1 (sequential)
     hybrid-parallel  falcon_h1: Mamba-2 and attention side by side (parallel)

@@ -19,10 +19,10 @@ import time
 import warnings
 from pathlib import Path
 
+from mechhybrid.mamba1_scan import training_scan
 from mechhybrid.zoo import language as lang
 from mechhybrid.zoo.recipes import RECIPE, Recipe, build_model, zoo_spec
 from mechhybrid.zoo.tokenizer import TOKEN_ID, encode_words
-from mechhybrid.zoo.training_scan import training_scan
 
 __all__ = ["make_batch", "micro_batches", "train_step", "train_model", "quiet", "weighted_loss", "needle_probe"]
 
@@ -195,7 +195,7 @@ def train_model(name: str, out_dir, steps: int | None = None, seed: int | None =
     t0, c0 = time.time() - log["wall_s"], time.process_time() - log.get("cpu_s", 0.0)
     for step in range(start, steps):
         ids, w = make_batch(step, recipe)
-        with training_scan(spec.family):  # bitwise the reference scan, with a fast backward (Jamba only)
+        with training_scan(spec.family):  # Jamba: the reference scan, bitwise, with a linear-time backward
             log["loss"].append(train_step(model, opt, ids, w, recipe))
         log["tokens"] = log.get("tokens", 0) + int((w > 0).sum()) + ids.shape[0]  # + each row's first token
         done = step + 1
