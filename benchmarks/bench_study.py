@@ -4,11 +4,12 @@ Goals (issue 6): the whole zoo in <= 5 minutes on 2 CPU cores; forwards >= 80% o
 "Forwards" is time inside HybridModel calls made by analyses (logits_many with its reduce, hidden_states,
 run, generate), from analyses.timing.FORWARD, written per (model, analysis) to OUT/timings.json.
 
-Measured 2026-11-29 on the trained 5-model zoo (recipe 4), nothing else running, `mechhybrid study --out out`
-with its defaults (limit 64, 2 worker processes of 1 thread): 222.8 s wall, report included. Inside the analyses
-397.9 of 404.2 s were forwards (98.4%), 89.3% of the 445.6 process-seconds (the rest: loading models, spawning
-workers, CSV). Per model, ablation + representation: hybrid-gdn 103 s, hybrid-parallel 102 s, ssm-mamba2 108 s,
-hybrid-griffin 58 s, transformer 34 s.
+Measured 2026-11-29 on the trained 6-model zoo (recipe 4), nothing else running, defaults (limit 64, 2 worker
+processes of 1 thread): this benchmark 290.0 s wall; forwards 541.5 s, 93.3% of the 580.0 process-seconds
+(wall x processes), 98.6% of the 549.4 s inside the analyses. `mechhybrid study --out out --no-progress`, report
+included: 273.8 s. Per model, ablation + representation (benchmark run): hybrid-jamba 165.0 s, ssm-mamba2
+98.3 s, hybrid-parallel 97.8 s, hybrid-gdn 88.4 s, hybrid-griffin 58.8 s, transformer 41.2 s; no order of the
+six on two workers gets their analyses under 284.5 s. (The 5-model zoo before Jamba: 222.8 s.)
 
     python benchmarks/bench_study.py                      # every zoo model, default configs
     python benchmarks/bench_study.py --limit 32 --threads 1 --models zoo:transformer zoo:hybrid-gdn

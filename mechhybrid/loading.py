@@ -3,6 +3,7 @@ HybridModel. Safe by default: safetensors only, no remote code, no network."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -112,21 +113,43 @@ def _load_directory(directory: Path, dtype, device_map, allow_pickle: bool, trus
     config = AutoConfig.from_pretrained(directory, trust_remote_code=trust_remote_code, local_files_only=True)
     family_for_config(config)  # an unsupported family fails here, before any weights are read
     try:
-        model = AutoModelForCausalLM.from_pretrained(
-            directory,
-            config=config,
-            dtype=dtype,
-            device_map=device_map,
-            use_safetensors=None if allow_pickle else True,
-            trust_remote_code=trust_remote_code,
-            local_files_only=True,
-        )
+        with _quiet_weights_bar(directory):
+            model = AutoModelForCausalLM.from_pretrained(
+                directory,
+                config=config,
+                dtype=dtype,
+                device_map=device_map,
+                use_safetensors=None if allow_pickle else True,
+                trust_remote_code=trust_remote_code,
+                local_files_only=True,
+            )
     except MechHybridError:
         raise
     except Exception as error:  # transformers/safetensors raise many types for a damaged file
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise MechHybridError(f"could not load the weights in {directory}: {first}") from None
     return model, _load_tokenizer(directory)
+
+
+SMALL_CHECKPOINT_BYTES = 64 * 2**20
+"""Below this much weight on disk a checkpoint loads in a blink, and transformers' "Loading weights" bar is noise
+(a study loads each zoo model up to seven times: once for itself, once per CKA comparison)."""
+
+
+@contextlib.contextmanager
+def _quiet_weights_bar(directory: Path):
+    """transformers' progress bars off while a small checkpoint loads; a large one keeps its bar."""
+    from transformers.utils import logging as hf_logging
+
+    weights = sum(p.stat().st_size for p in directory.iterdir() if p.suffix in (".safetensors", ".bin"))
+    quiet = weights < SMALL_CHECKPOINT_BYTES and hf_logging.is_progress_bar_enabled()
+    if quiet:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if quiet:
+            hf_logging.enable_progress_bar()
 
 
 def _load_tokenizer(directory: Path):

@@ -24,6 +24,21 @@ def test_saved_with_safetensors_and_reloaded_through_load(tmp_path, tiny_models,
     assert loaded.tokenizer is None and loaded.family == hm.family
 
 
+def test_small_checkpoints_load_without_a_weights_bar_and_large_ones_keep_it(tmp_path, monkeypatch, capsys):
+    from transformers.utils import logging as hf_logging
+
+    from mechhybrid import loading
+
+    build_tiny("qwen2").save_pretrained(tmp_path)
+    capsys.readouterr()
+    mechhybrid.load(str(tmp_path))
+    assert "Loading weights" not in capsys.readouterr().err
+    assert hf_logging.is_progress_bar_enabled()  # switched back on for everything else
+    monkeypatch.setattr(loading, "SMALL_CHECKPOINT_BYTES", 0)
+    mechhybrid.load(str(tmp_path))
+    assert "Loading weights" in capsys.readouterr().err
+
+
 def test_model_and_tokenizer_pair_and_hub_cache(tmp_path, monkeypatch):
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
