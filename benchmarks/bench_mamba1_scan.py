@@ -7,31 +7,22 @@
 - analysis: one no-grad forward at 32 x 512 and 64 x 256 tokens, reference vs the chunked scan that
   `mechhybrid.load` installs (goal: faster, never slower).
 Both paths give bitwise the same loss / logits, checked here too. The paths take turns within each round and
-the minimum is reported.
+the minimum is reported (after one warm-up call each).
 
-Measured 2026-11-29, 1 thread, another training process on the second core (reference / mechhybrid), min of 2:
-training 4 x 128 0.831 / 0.195 s (4.3x), 4 x 256 2.162 / 0.395 s (5.5x), 8 x 256 5.362 / 0.545 s (9.8x): the
-reference backward grows with the square of the length; a whole recipe step (16 documents, 1,278 tokens, four
-micro-batches, optimiser included) took 2.6 s against 0.69 s. Analysis forward: 32 x 512 3.304 / 1.439 s
-(2.3x), 64 x 256 3.209 / 1.333 s (2.4x).
+Measured 2026-11-29, 1 thread, nothing else running (reference / mechhybrid), min of 2: training 4 x 128
+0.900 / 0.199 s (4.5x), 4 x 256 2.126 / 0.387 s (5.5x), 8 x 256 4.767 / 0.588 s (8.1x): the reference backward
+grows with the square of the length; a whole recipe step (16 documents, 1,278 tokens, four micro-batches,
+optimiser included) took 2.6 s against 0.69 s. Analysis forward: 32 x 512 2.921 / 1.345 s (2.2x), 64 x 256
+2.813 / 1.278 s (2.2x).
 """
 
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
-
-def _min_seconds(fns: dict, repeats: int) -> dict:
-    times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: min(values) for name, values in times.items()}
+from measure import interleaved_min_seconds
 
 
 def _report(title: str, best: dict) -> None:
@@ -54,8 +45,8 @@ def bench_training(model, repeats: int) -> None:
 
     for rows, seq in ((4, 128), (4, 256), (8, 256)):
         assert step(rows, seq, False) == step(rows, seq, True)
-        best = _min_seconds({"reference": lambda: step(rows, seq, False),
-                             "mechhybrid": lambda: step(rows, seq, True)}, repeats)
+        best = interleaved_min_seconds({"reference": lambda: step(rows, seq, False),
+                                        "mechhybrid": lambda: step(rows, seq, True)}, repeats, grad=True)
         _report(f"training forward+backward {rows} x {seq}", best)
 
 
@@ -77,8 +68,8 @@ def bench_analysis(model, repeats: int) -> None:
         for rows, seq in ((32, 512), (64, 256)):
             ids = torch.randint(3, 256, (rows, seq), generator=torch.Generator().manual_seed(0))
             assert torch.equal(forward(ids, reference), forward(ids, bounded))
-            best = _min_seconds({"reference": lambda: forward(ids, reference),
-                                 "mechhybrid": lambda: forward(ids, bounded)}, repeats)
+            best = interleaved_min_seconds({"reference": lambda: forward(ids, reference),
+                                            "mechhybrid": lambda: forward(ids, bounded)}, repeats)
             _report(f"analysis forward {rows} x {seq}", best)
     finally:
         modeling_jamba.mamba_selective_scan = reference

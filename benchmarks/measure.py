@@ -7,11 +7,12 @@ import time
 import torch
 
 
-def interleaved_min_seconds(fns: dict, repeats: int) -> dict:
+def interleaved_min_seconds(fns: dict, repeats: int, grad: bool = False) -> dict:
     """Name -> minimum seconds over `repeats` rounds, the functions taking turns within each round (after one
     warm-up call each): load from other processes on a shared CPU then hits every contender alike, and the
-    minimum is the least disturbed run (back-to-back blocks once made the same generate look 0.86x or 1.98x)."""
-    with torch.no_grad():
+    minimum is the least disturbed run (back-to-back blocks once made the same generate look 0.86x or 1.98x).
+    Autograd is off unless `grad` (for timing a backward)."""
+    with torch.set_grad_enabled(grad):
         for fn in fns.values():
             fn()
         times = {name: [] for name in fns}

@@ -2,10 +2,10 @@
 
 Sizes follow the feasibility run in issue 5 (hidden 128, 4 layers, Mamba-2 6 layers,
 256-token vocabulary, tied embeddings, about 0.6-0.85M parameters), so that every
-model trains in well under an hour of one CPU core and analyses run in seconds.
+model trains in about an hour of one CPU core or less (17-66 min) and analyses run in seconds.
 
-Jamba trains with a training-only Mamba-1 scan that is bitwise transformers' reference scan but whose
-backward is linear in the length (mechhybrid.mamba1_scan: 0.69 s a step instead of 2.6 s). Zoo names:
+Jamba trains on mechhybrid.mamba1_scan's Mamba-1 scan: bitwise transformers' reference scan, with a backward
+linear in the length (0.69 s a step instead of 2.6 s). Zoo names:
 
     hybrid-gdn       qwen3_5 text: Gated DeltaNet + attention 3:1 (sequential)
     hybrid-parallel  falcon_h1: Mamba-2 and attention side by side (parallel)
