@@ -125,7 +125,7 @@ def use_bounded_scan(family: str) -> bool:
     if family not in BOUNDED_SCANS or importlib.util.find_spec("mamba_ssm") is not None:
         return False
     module = importlib.import_module(BOUNDED_SCANS[family])
-    if getattr(module.mamba_selective_scan, "mechhybrid_chunk_len", None) is None:
+    if not hasattr(module.mamba_selective_scan, "mechhybrid_chunk_len"):  # not already one of ours
         module.mamba_selective_scan = _recurrent_unless_asked_otherwise(module.mamba_selective_scan, ANALYSIS_CHUNK)
     return True
 
