@@ -73,5 +73,6 @@ def main(argv=None) -> None:
     print(json.dumps({"wall_s": round(wall, 2), "forward_s": round(forward, 2), "forward_share": round(forward / slots, 4),
                       "models": models, "limit": args.limit, "processes": jobs, "threads": threads, "out": str(out)}))
 
+
 if __name__ == "__main__":
     main()
