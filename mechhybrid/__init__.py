@@ -15,7 +15,7 @@ from importlib import import_module
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "mechhybrid.components": ("Component", "ComponentMap"),
+    "mechhybrid.components": ("Component", "ComponentMap", "from_residual_units", "to_residual_units"),
     "mechhybrid.errors": ("MechHybridError", "UnsupportedFamilyError"),
     "mechhybrid.families": ("FAMILIES", "FAMILY_NAMES", "KINDS", "Family", "get_family"),
     "mechhybrid.interventions": ("Ablate", "AblateHeads", "Capture", "KeepHeads", "Patch", "Steer"),

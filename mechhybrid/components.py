@@ -1,4 +1,22 @@
-"""The component map: every mixer and MLP of a model as a `Component`, in forward order, with selection helpers."""
+"""The component map: every mixer and MLP of a model as a `Component`, in forward order, with selection helpers.
+
+What a component's output means. Every API that reads or writes a component (`Capture`, per-head contributions,
+`Steer`, `Patch`, `Ablate`) works on the output of the module at `Component.path`, in that module's own units: the
+value before any factor the decoder layer applies afterwards. Where the layer scales it before the residual add
+(falcon_h1's `attention_out_multiplier` / `ssm_out_multiplier`, granitemoehybrid's `residual_multiplier`), the
+residual stream receives `residual_scale * output`: `to_residual_units` converts a captured output (or per-head
+contribution) into what the residual stream receives, `from_residual_units` converts a residual-stream direction
+into the output change that adds it (a steering vector). Not every component writes to the residual stream
+(`writes_to`): zamba2's shared attention and MLP feed the Mamba block of their layer instead, so direct logit
+attribution must use `ComponentMap.residual_writers()`.
+
+The identity this gives, checked against transformers' own forward for every family in
+`tests/core/test_component_semantics.py`: a decoder layer's output minus its input is the sum, over the layer's
+residual writers, of `to_residual_units(component, output)`. It holds because in every family in the table the
+residual add is the last operation on a component's output; a family with a norm after the mixer (Gemma-2-style
+post-norms) would break it and must not be added without a new `writes_to` target. In half precision it holds up
+to the rounding of the add (mamba2 with `residual_in_fp32` adds in float32).
+"""
 
 from __future__ import annotations
 
@@ -6,23 +24,26 @@ import random
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from mechhybrid.errors import MechHybridError
-from mechhybrid.families import KINDS, Family
+from mechhybrid.errors import MechHybridError, UnsupportedFamilyError
+from mechhybrid.families import KINDS, Family, Slot
+
+__all__ = ["THIRDS", "Component", "ComponentMap", "build_components", "from_residual_units", "to_residual_units"]
 
 THIRDS = ("early", "middle", "late")
 
 
 @dataclass(frozen=True)
 class Component:
-    """One mixer or MLP: what it is and where its output joins the residual stream."""
+    """One mixer or MLP: what it is, where its output goes, and in which units (see the module docstring)."""
 
     layer: int
     """Index of the decoder layer that holds it."""
     kind: str
     """One of `attention`, `ssm`, `linear_attention`, `recurrent`, `conv`, `mlp`."""
     path: str
-    """Dotted path, inside the transformers model, of the module whose output this component adds to the
-    residual stream (through the layer's residual connection)."""
+    """Dotted path, inside the transformers model, of the module whose output is this component's output: what
+    `Capture` records and `Ablate` / `Patch` / `Steer` change, in the module's own units (before `residual_scale`).
+    Where the output goes is `writes_to`."""
     n_heads: int | None = None
     """Number of heads at the input of the output projection; None where the component has no heads."""
     n_params: int = 0
@@ -31,14 +52,51 @@ class Component:
     """Dotted path of the output projection whose input holds the heads; None without heads."""
     layer_path: str = ""
     """Dotted path of the decoder layer that holds the component (what `skip` makes an identity)."""
+    label: str | None = None
+    """Its name within the layer where the kind alone would repeat (granitemoehybrid's `shared_mlp`); None uses
+    the kind."""
+    writes_to: str = "residual"
+    """What the output is added into (`mechhybrid.families.WRITE_TARGETS`): `residual` for the residual stream,
+    `mlp_input` / `mamba_input` for zamba2's shared block, which feeds its layer's Mamba instead."""
+    residual_scale: float = 1.0
+    """The factor the layer applies to the output before adding it to the residual stream (1 for most families;
+    falcon_h1's mixer out-multipliers, granitemoehybrid's `residual_multiplier`). Meaningful only for
+    residual writers."""
 
     @property
     def name(self) -> str:
-        """Short human name, e.g. `L3.attention`."""
-        return f"L{self.layer}.{self.kind}"
+        """Short human name, unique within a model, e.g. `L3.attention`, `L3.shared_mlp`."""
+        return f"L{self.layer}.{self.label or self.kind}"
+
+    @property
+    def writes_residual(self) -> bool:
+        """Whether the layer adds this component's output (times `residual_scale`) to the residual stream."""
+        return self.writes_to == "residual"
 
     def __str__(self) -> str:
         return self.name
+
+
+def to_residual_units(component: Component, value):
+    """`value` (a component output `[..., d_model]` or per-head contributions `[..., head, d_model]`, in the
+    module's units) as the residual stream receives it: `value * component.residual_scale`."""
+    if not component.writes_residual:
+        raise MechHybridError(
+            f"{component.name} writes to {component.writes_to}, not to the residual stream: it has no residual units"
+        )
+    return value * component.residual_scale
+
+
+def from_residual_units(component: Component, value):
+    """The change of `component`'s output (module units) that adds `value` to the residual stream: the inverse
+    of `to_residual_units`, for steering vectors measured in the residual stream."""
+    if not component.writes_residual:
+        raise MechHybridError(
+            f"{component.name} writes to {component.writes_to}, not to the residual stream: it has no residual units"
+        )
+    if component.residual_scale == 0:
+        raise MechHybridError(f"{component.name} has residual_scale 0: no output change reaches the residual stream")
+    return value / component.residual_scale
 
 
 def _resolve(root, dotted: str):
@@ -84,10 +142,23 @@ def build_components(hf_model, family: Family) -> list[Component]:
                     layer=index, kind=kind, path=f"{layer_path}.{slot.attr}", n_heads=n_heads,
                     n_params=sum(p.numel() for p in module.parameters()),
                     out_proj=None if out_proj is None else f"{layer_path}.{slot.attr}.{out_proj}",
-                    layer_path=layer_path,
+                    layer_path=layer_path, label=slot.label, writes_to=slot.writes_to,
+                    residual_scale=_residual_scale(config, slot, family),
                 )
             )
     return found
+
+
+def _residual_scale(config, slot: Slot, family: Family) -> float:
+    if slot.scale_from is None:
+        return 1.0
+    value = getattr(config, slot.scale_from, None)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise UnsupportedFamilyError(
+            f"{family.name}: config.{slot.scale_from} should be the number that scales {slot.attr}'s output, "
+            f"got {value!r}"
+        )
+    return float(value)
 
 
 class ComponentMap(Sequence[Component]):
@@ -96,6 +167,12 @@ class ComponentMap(Sequence[Component]):
     def __init__(self, components: Iterable[Component], n_layers: int):
         self._items = tuple(components)
         self.n_layers = n_layers
+        # Results are keyed by name: two components of one name would overwrite each other's numbers.
+        names = [c.name for c in self._items]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise UnsupportedFamilyError(f"component names repeat ({', '.join(repeated)}): label the family's slots")
+        self._by_name = dict(zip(names, self._items))
 
     def __getitem__(self, index):
         return self._items[index]
@@ -120,6 +197,19 @@ class ComponentMap(Sequence[Component]):
     def mixers(self) -> list[Component]:
         """Every component that is not an MLP."""
         return [c for c in self._items if c.kind != "mlp"]
+
+    def residual_writers(self) -> list[Component]:
+        """Every component whose output the model adds to the residual stream (what direct logit attribution and
+        residual-stream decompositions may sum); zamba2's shared attention and MLP are not among them."""
+        return [c for c in self._items if c.writes_residual]
+
+    def named(self, name: str) -> Component:
+        """The component called `name` (e.g. `L3.shared_mlp`)."""
+        if name not in self._by_name:
+            names = list(self._by_name)
+            shown = ", ".join(names[:6]) + (f", ... ({len(names)} in all)" if len(names) > 6 else "")
+            raise MechHybridError(f"no component named {name!r}; components: {shown}")
+        return self._by_name[name]
 
     def by_layers(self, layers: Iterable[int]) -> list[Component]:
         """Every component in the given layers."""
@@ -146,7 +236,8 @@ class ComponentMap(Sequence[Component]):
         """The single component of `kind` at `layer` (clear error if there is none or several)."""
         matches = [c for c in self._items if c.layer == layer and c.kind == kind]
         if len(matches) != 1:
-            raise MechHybridError(f"layer {layer} has {len(matches)} component(s) of kind {kind!r}")
+            which = f" ({', '.join(c.name for c in matches)}: pick one with named())" if matches else ""
+            raise MechHybridError(f"layer {layer} has {len(matches)} component(s) of kind {kind!r}{which}")
         return matches[0]
 
     def sample_matched(

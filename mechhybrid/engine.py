@@ -8,7 +8,13 @@ intervention sets touch it. Alternative intervention sets run as one stacked bat
 Python-level forwards (benchmarks/bench_engine.py).
 
 Outputs from other inputs (`mean`, `resample`, `Patch`) are captured first, in one clean forward per distinct
-source tensor.
+source tensor (and its mask).
+
+Padded batches run right-padded (`mechhybrid.inputs`): positions and per-token masks are given in the caller's
+layout and rotated here into the layout the model runs; sources are realigned from their own layout to it.
+
+At each hook point, operations that change the tensor run first, in the order given, and captures last: a
+`Capture` records what flows on from that point, wherever it sits in the list.
 """
 
 from __future__ import annotations
@@ -19,8 +25,9 @@ from typing import Callable, Sequence
 
 import torch
 
-from mechhybrid.components import Component
+from mechhybrid.components import Component, from_residual_units, to_residual_units
 from mechhybrid.errors import MechHybridError
+from mechhybrid.inputs import Layout, layout_of
 from mechhybrid.interventions import Ablate, AblateHeads, Capture, KeepHeads, Patch, Steer
 
 Point = tuple[str, str]  # (module path, "in" | "out")
@@ -32,6 +39,8 @@ class _Op:
 
     rows: slice
     fn: Callable[[torch.Tensor, slice, dict], None]
+    records: bool = False
+    """True for an operation that only reads (a capture): it runs after every operation that writes."""
 
 
 @dataclass
@@ -41,15 +50,50 @@ class Plan:
     batch: int
     seq: int
     ops: dict[Point, list[_Op]] = field(default_factory=lambda: defaultdict(list))
-    sources: dict[int, tuple[torch.Tensor, set[Point]]] = field(default_factory=dict)
-    source_values: dict[tuple[int, Point], torch.Tensor] = field(default_factory=dict)
+    sources: dict[tuple, tuple[torch.Tensor, torch.Tensor | None, set[Point]]] = field(default_factory=dict)
+    """(id(ids), id(mask)) -> (ids, mask, points to capture on them)."""
+    source_values: dict[tuple, torch.Tensor] = field(default_factory=dict)
+    """(source key, point) -> the value, in the layout the source ran in."""
+    source_layouts: dict[tuple, Layout | None] = field(default_factory=dict)
+    """Source key -> the layout its mask describes (None: unpadded)."""
     captures: list[dict] = field(default_factory=list)
+    input_mask: torch.Tensor | None = None
+    """The input's attention mask, as given (sources of the input's shape inherit it)."""
+    layout: Layout | None = None
+    """Where the input's real tokens sit (None: unpadded)."""
 
-    def need_source(self, ids: torch.Tensor, point: Point) -> Callable[[], torch.Tensor]:
-        """Register that `point` must be captured on `ids`; returns a getter for the captured value."""
-        key = id(ids)
-        self.sources.setdefault(key, (ids, set()))[1].add(point)
-        return lambda: self.source_values[(key, point)]
+    def add(self, point: Point, op: _Op) -> None:
+        """Queue `op` at `point`: writes in the order given, captures after every write."""
+        ops = self.ops[point]
+        ops.insert(len(ops) if op.records else sum(not o.records for o in ops), op)
+
+    def need_source(self, ids: torch.Tensor, point: Point, mask=None, align: bool = True) -> Callable:
+        """Register that `point` must be captured on `ids` (padded as `mask` says); returns a getter for the
+        value, realigned to the layout the input runs in when `align` (a source of the input's shape)."""
+        key = (id(ids), None if mask is None else id(mask))
+        self.sources.setdefault(key, (ids, mask, set()))[2].add(point)
+        if not align:
+            return lambda: self.source_values[(key, point)]
+        return lambda: self.realign(key, self.source_values[(key, point)])
+
+    def realign(self, key: tuple, value: torch.Tensor) -> torch.Tensor:
+        """A source value from its own run's layout to the layout the input runs in."""
+        source_layout = self.source_layouts.get(key)
+        if source_layout is not None:
+            value = source_layout.to_given(value)
+        return value if self.layout is None else self.layout.to_internal(value)
+
+    def internal(self, mask: torch.Tensor | None) -> torch.Tensor | None:
+        """A position mask `[seq]` or per-token mask `[batch, seq, ...]` in the caller's layout -> the run's."""
+        if mask is None or self.layout is None or not self.layout.rotates:
+            return mask
+        if mask.ndim == 1:
+            mask = mask[None].expand(self.batch, -1)
+        return self.layout.to_internal(mask)
+
+    def given(self, value: torch.Tensor) -> torch.Tensor:
+        """`[batch, seq, ...]` recorded in the run's layout -> the caller's layout."""
+        return value if self.layout is None else self.layout.to_given(value)
 
 
 def _read(value) -> torch.Tensor:
@@ -134,10 +178,15 @@ def _replace(get_value, mask) -> Callable:
     return lambda tensor, rows, stash: _write(tensor, rows, get_value().expand_as(tensor[rows]), mask)
 
 
-def compile_plan(hm, input_ids: torch.Tensor, intervention_sets: Sequence[Sequence], phase: str) -> Plan:
-    """Turn each set of interventions into operations at hook points, checked against the model and input."""
+def compile_plan(
+    hm, input_ids: torch.Tensor, intervention_sets: Sequence[Sequence], phase: str, attention_mask=None,
+) -> Plan:
+    """Turn each set of interventions into operations at hook points, checked against the model and input.
+
+    `attention_mask` marks the input's padding; the plan then expects the input rotated to right padding
+    (`plan.layout.to_internal`) and rotates positions, masks and sources to match."""
     batch, seq = input_ids.shape
-    plan = Plan(batch=batch, seq=seq)
+    plan = Plan(batch=batch, seq=seq, input_mask=attention_mask, layout=layout_of(input_ids, attention_mask))
     known = set(hm.components)
     for index, interventions in enumerate(intervention_sets):
         rows = slice(index * batch, (index + 1) * batch)
@@ -159,36 +208,38 @@ def _components_of(item) -> tuple[Component, ...]:
 
 def _compile_one(hm, plan: Plan, item, rows: slice, captures: dict) -> None:
     seq, batch = plan.seq, plan.batch
-    mask = _position_mask(getattr(item, "positions", None), seq)
+    given_mask = _position_mask(getattr(item, "positions", None), seq)
+    mask = plan.internal(given_mask)
     if isinstance(item, Ablate):
-        _compile_ablate(hm, plan, item, rows, mask)
+        _compile_ablate(hm, plan, item, rows, given_mask)
     elif isinstance(item, (AblateHeads, KeepHeads)):
         heads = _head_mask(item.heads, item.component, batch, seq, None)
-        position_mask = _position_mask(item.positions, seq)
         ablate = heads if isinstance(item, AblateHeads) else ~heads
-        if position_mask is not None:
-            ablate &= position_mask[None, :, None]
-        plan.ops[(item.component.out_proj, "in")].append(_Op(rows, _zero_heads(ablate)))
+        if given_mask is not None:
+            ablate &= given_mask[None, :, None]
+        plan.add((item.component.out_proj, "in"), _Op(rows, _zero_heads(plan.internal(ablate))))
     elif isinstance(item, Patch):
-        _check_source(item.source_ids, batch, seq, "Patch source_ids")
+        source_mask = _source_mask(plan, item.source_ids, item.source_mask, given_mask, "Patch")
         for component in item.components:
             if item.heads is None:
-                get = plan.need_source(item.source_ids, (component.path, "out"))
-                plan.ops[(component.path, "out")].append(_Op(rows, _replace(get, mask)))
+                get = plan.need_source(item.source_ids, (component.path, "out"), source_mask)
+                plan.add((component.path, "out"), _Op(rows, _replace(get, mask)))
             else:
                 heads = _head_mask(item.heads, component, batch, seq, item.positions)
-                get = plan.need_source(item.source_ids, (component.out_proj, "in"))
-                plan.ops[(component.out_proj, "in")].append(_Op(rows, _patch_heads(get, heads)))
+                get = plan.need_source(item.source_ids, (component.out_proj, "in"), source_mask)
+                plan.add((component.out_proj, "in"), _Op(rows, _patch_heads(get, plan.internal(heads))))
     elif isinstance(item, Steer):
         d_model = hm.d_model
         if item.vector.shape[0] != d_model:
             raise MechHybridError(f"Steer vector has {item.vector.shape[0]} dims; the model's d_model is {d_model}")
-        delta = (item.vector * item.scale)
+        delta = item.vector * item.scale
+        if item.units == "residual":
+            delta = from_residual_units(item.component, delta)  # refuses a component with no residual units
 
         def steer(tensor, rows, stash, delta=delta, mask=mask):
             _write(tensor, rows, tensor[rows] + delta.to(tensor.device, tensor.dtype), mask)
 
-        plan.ops[(item.component.path, "out")].append(_Op(rows, steer))
+        plan.add((item.component.path, "out"), _Op(rows, steer))
     elif isinstance(item, Capture):
         _compile_capture(hm, plan, item, rows, captures)
     else:
@@ -201,8 +252,32 @@ def _check_source(ids, batch: int, seq: int, what: str) -> None:
         raise MechHybridError(f"{what} must have the input's shape {(batch, seq)}, got {shape}")
 
 
-def _compile_ablate(hm, plan: Plan, item: Ablate, rows: slice, mask) -> None:
+def _source_mask(plan: Plan, ids, mask, given_mask, what: str):
+    """The mask a same-shape source runs with (its own, else the input's), checked to cover every real input
+    position the intervention writes: a padding token's activation is never patched into a real one."""
+    _check_source(ids, plan.batch, plan.seq, f"{what} source_ids")
+    mask = plan.input_mask if mask is None else mask
+    layout = layout_of(ids, mask, f"{what} source_mask")
+    if layout is None:
+        return mask
+    writes = torch.ones(plan.batch, plan.seq, dtype=torch.bool)
+    if plan.layout is not None:
+        writes &= plan.layout.valid(plan.seq)
+    if given_mask is not None:
+        writes &= given_mask[None]
+    bad = (writes & ~layout.valid(plan.seq)).nonzero()
+    if len(bad):
+        row, position = (int(v) for v in bad[0])
+        raise MechHybridError(
+            f"{what}: position {position} of row {row} is a real input token but padding in the source; "
+            "align the source's tokens with the input's (source_mask) or choose positions both have"
+        )
+    return mask
+
+
+def _compile_ablate(hm, plan: Plan, item: Ablate, rows: slice, given_mask) -> None:
     seq = plan.seq
+    mask = plan.internal(given_mask)
     if item.method == "skip":
         for layer_path in dict.fromkeys(c.layer_path for c in item.components):
             key = ("skip", layer_path, rows.start)
@@ -213,33 +288,57 @@ def _compile_ablate(hm, plan: Plan, item: Ablate, rows: slice, mask) -> None:
             def restore(tensor, rows, stash, key=key, mask=mask):
                 _write(tensor, rows, stash.pop(key), mask)
 
-            plan.ops[(layer_path, "in")].append(_Op(rows, keep_input))
-            plan.ops[(layer_path, "out")].append(_Op(rows, restore))
+            plan.add((layer_path, "in"), _Op(rows, keep_input))
+            plan.add((layer_path, "out"), _Op(rows, restore))
         return
+    if item.method == "resample":
+        source_mask = _source_mask(plan, item.source_ids, item.source_mask, given_mask, "resample")
+    elif item.method == "mean":
+        reference_valid = _reference_valid(item, seq)
     for component in item.components:
         point = (component.path, "out")
         if item.method == "zero":
-            plan.ops[point].append(_Op(rows, _replace(lambda: torch.zeros(()), mask)))
+            plan.add(point, _Op(rows, _replace(lambda: torch.zeros(()), mask)))
         elif item.method == "resample":
-            _check_source(item.source_ids, plan.batch, seq, "resample source_ids")
-            plan.ops[point].append(_Op(rows, _replace(plan.need_source(item.source_ids, point), mask)))
+            plan.add(point, _Op(rows, _replace(plan.need_source(item.source_ids, point, source_mask), mask)))
         else:
-            reference = item.reference_ids
-            if item.per_position and reference.shape[1] < seq:
-                raise MechHybridError(
-                    f"per-position mean needs reference sequences of at least {seq} tokens, got {reference.shape[1]}"
-                )
-            get = plan.need_source(reference, point)
+            get = plan.need_source(item.reference_ids, point, item.reference_mask, align=False)
             if item.per_position:
-                mean = lambda get=get: get().mean(0)[:seq]  # [seq, d_model]
+                mean = lambda get=get: plan.internal(get().mean(0)[:seq][None].expand(plan.batch, -1, -1))
             else:
-                mean = lambda get=get: get().mean((0, 1))  # [d_model]
-            plan.ops[point].append(_Op(rows, _replace(mean, mask)))
+                mean = lambda get=get, valid=reference_valid: _masked_mean(get(), valid)  # [d_model]
+            plan.add(point, _Op(rows, _replace(mean, mask)))
+
+
+def _reference_valid(item: Ablate, seq: int) -> torch.Tensor | None:
+    """`bool[batch, seq]` real tokens of a mean's reference batch, in the right-padded layout it runs in."""
+    reference = item.reference_ids
+    layout = layout_of(reference, item.reference_mask, "Ablate reference_mask")
+    if item.per_position:
+        if layout is not None:
+            raise MechHybridError("a per-position mean needs an unpadded reference batch (reference_mask all ones)")
+        if reference.shape[1] < seq:
+            raise MechHybridError(
+                f"per-position mean needs reference sequences of at least {seq} tokens, got {reference.shape[1]}"
+            )
+    if layout is None:
+        return None
+    return torch.arange(reference.shape[1])[None] < layout.lengths[:, None]
+
+
+def _masked_mean(values: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    """Mean over batch and positions `[batch, seq, d_model] -> [d_model]`, over real tokens only."""
+    if valid is None:
+        return values.mean((0, 1))
+    return values[valid.to(values.device)].mean(0)
 
 
 def _compile_capture(hm, plan: Plan, item: Capture, rows: slice, captures: dict) -> None:
     index = None if item.positions is None else torch.tensor(item.positions)
+    units = to_residual_units if item.units == "residual" else (lambda component, value: value)
     for component in item.components:
+        if item.units == "residual":
+            to_residual_units(component, torch.zeros(()))  # refuses, before the forward, what has no residual units
         if component in captures:
             raise MechHybridError(f"{component.name} is captured twice in one intervention set")
         if item.per_head:
@@ -250,17 +349,18 @@ def _compile_capture(hm, plan: Plan, item: Capture, rows: slice, captures: dict)
             def per_head(tensor, rows, stash, component=component, weight=weight):
                 heads = _split_heads(tensor, rows, component.n_heads)
                 w = weight.to(heads.dtype).reshape(weight.shape[0], component.n_heads, -1)
-                contrib = torch.einsum("bshd,ohd->bsho", heads, w)  # [batch, seq, head, d_model]
+                contrib = plan.given(torch.einsum("bshd,ohd->bsho", heads, w))  # [batch, seq, head, d_model]
+                contrib = units(component, contrib)
                 captures[component] = contrib if index is None else contrib[:, index]
 
-            plan.ops[(component.out_proj, "in")].append(_Op(rows, per_head))
+            plan.add((component.out_proj, "in"), _Op(rows, per_head, records=True))
         else:
 
             def record(tensor, rows, stash, component=component):
-                value = tensor[rows].clone()
+                value = units(component, plan.given(tensor[rows].clone()))
                 captures[component] = value if index is None else value[:, index]
 
-            plan.ops[(component.path, "out")].append(_Op(rows, record))
+            plan.add((component.path, "out"), _Op(rows, record, records=True))
 
 
 def visit_points(hm, ops: dict[Point, list[_Op]], stash: dict) -> None:
@@ -274,11 +374,16 @@ def visit_points(hm, ops: dict[Point, list[_Op]], stash: dict) -> None:
 
 
 def capture_sources(hm, plan: Plan) -> None:
-    """One clean forward per distinct source tensor, recording the points the plan reads from it."""
-    for key, (ids, points) in plan.sources.items():
+    """One clean forward per distinct source tensor (and mask), recording the points the plan reads from it.
+
+    A padded source runs right-padded, like the input (`mechhybrid.inputs`); `Plan.realign` moves its values."""
+    for key, (ids, mask, points) in plan.sources.items():
+        layout = layout_of(ids, mask)
+        plan.source_layouts[key] = layout
         stash: dict = {}
         ops = {p: [_Op(slice(None), _stash_point(p))] for p in points}
-        with torch.no_grad(), hm.nn.trace(ids.to(hm.device)):
+        run_ids = ids if layout is None else layout.to_internal(ids)
+        with torch.no_grad(), hm.nn.trace(run_ids.to(hm.device)):
             visit_points(hm, ops, stash)
         for point in points:
             plan.source_values[(key, point)] = stash[point]

@@ -1,8 +1,9 @@
 """The family table: one small declarative entry per architecture family.
 
 An entry says where the decoder layers are, which sub-module of a layer is which mixer (and of which kind), where
-each mixer's heads meet its output projection, how the blocks are wired (sequential or parallel), and where the
-final norm and unembedding live. Nothing else in mechhybrid branches on the family: adding a family means adding
+each mixer's heads meet its output projection, what each sub-module's output is added into and by which factor
+(`Slot.writes_to`, `Slot.scale_from`), how the blocks are wired (sequential or parallel), and where the final norm
+and unembedding live. Nothing else in mechhybrid branches on the family: adding a family means adding
 one `Family` here and one tiny config in `tests/tiny_configs.py` (and, for a family with recurrent layers, its
 state layout in `mechhybrid.state.spec.STATE_SPECS`, kept there because the state code builds on the engine,
 which builds on this table).
@@ -13,13 +14,19 @@ gated short convolution), `mlp` (dense or MoE).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Mapping
 
 from mechhybrid.errors import UnsupportedFamilyError
 
 KINDS = ("attention", "ssm", "linear_attention", "recurrent", "conv", "mlp")
 MIXER_KINDS = KINDS[:-1]
+WRITE_TARGETS = ("residual", "mlp_input", "mamba_input")
+"""Where a component's output goes. `residual`: the layer adds it (times the slot's scale) to the residual
+stream. `mlp_input`: it is normalised and becomes the whole input of the MLP after it, with no residual around
+either (zamba2's shared attention). `mamba_input`: a linear projection of it is added to the input of the layer's
+Mamba block, before that block's input norm, and reaches the residual stream only through the Mamba (zamba2's
+shared MLP, through the hybrid layer's `linear`)."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,18 @@ class Slot:
     where the component has no heads. A map, like `kind`, when it depends on the sub-module's class."""
     heads_from: str | Mapping[str, str] | None = None
     """The config attribute holding the number of heads at that projection's input (map by class, like `kind`)."""
+    label: str | None = None
+    """The name the component goes by in its layer (`L3.shared_mlp`) where the kind alone would repeat;
+    None names it by its kind (`L3.mlp`)."""
+    writes_to: str = "residual"
+    """What the sub-module's output is added into: one of `WRITE_TARGETS`."""
+    scale_from: str | None = None
+    """The config attribute holding the factor the layer multiplies the sub-module's output by before adding it to
+    the residual stream (falcon_h1's `attention_out_multiplier`, granite's `residual_multiplier`); None for 1."""
+
+    def __post_init__(self):
+        if self.writes_to not in WRITE_TARGETS:
+            raise ValueError(f"slot {self.attr!r}: writes_to {self.writes_to!r} is not one of {WRITE_TARGETS}")
 
     def resolve(self, module) -> tuple[str, str | None, str | None]:
         """(kind, out_proj, heads_from) for this concrete sub-module."""
@@ -75,6 +94,9 @@ class Family:
     logits_from_unembed: Callable[[object, object], object] | None = None
     """Maps `lm_head(final_norm(h))` to the model's logits where the model rescales them (soft-capping,
     muP multipliers); None where the logits are the unembedding itself."""
+    learned_positions: str | None = None
+    """The config attribute holding the size of a learned absolute position table (GPT-2's `n_positions`):
+    longer inputs have no position embedding and are refused. None where positions are computed (RoPE)."""
 
 
 _ATTN = Slot("self_attn", "attention", "o_proj", "num_attention_heads")
@@ -93,7 +115,14 @@ FAMILIES: tuple[Family, ...] = (
     Family("qwen3_next", ("qwen3_next",), "model.layers", (_GDN, _ATTN, _MLP), "model.norm"),
     Family(
         "falcon_h1", ("falcon_h1",), "model.layers",
-        (Slot("mamba", "ssm", "out_proj", "mamba_n_heads"), _ATTN, _FF), "model.final_layernorm",
+        # The layer scales each mixer's output before the residual add; the MLP's own `mlp_multipliers` act
+        # inside the module, so its output is already in residual units.
+        (
+            Slot("mamba", "ssm", "out_proj", "mamba_n_heads", scale_from="ssm_out_multiplier"),
+            replace(_ATTN, scale_from="attention_out_multiplier"),
+            _FF,
+        ),
+        "model.final_layernorm",
         topology="parallel",
         logits_from_unembed=lambda config, logits: logits * config.lm_head_multiplier,
     ),
@@ -115,8 +144,12 @@ FAMILIES: tuple[Family, ...] = (
     Family(
         "zamba2", ("zamba2",), "model.layers",
         (
-            Slot("shared_transformer.self_attn", "attention", "o_proj", "num_attention_heads"),
-            Slot("shared_transformer.feed_forward", "mlp"),
+            # The shared block reaches the residual stream only through the Mamba it feeds: attention ->
+            # pre_ff_layernorm -> feed_forward -> the hybrid layer's `linear` -> added to the Mamba's input.
+            Slot(
+                "shared_transformer.self_attn", "attention", "o_proj", "num_attention_heads", writes_to="mlp_input",
+            ),
+            Slot("shared_transformer.feed_forward", "mlp", writes_to="mamba_input"),
             Slot("mamba_decoder.mamba", "ssm", "out_proj", "n_mamba_heads"),
             Slot("mamba", "ssm", "out_proj", "n_mamba_heads"),
         ),
@@ -144,8 +177,10 @@ FAMILIES: tuple[Family, ...] = (
     Family(
         "granitemoehybrid", ("granitemoehybrid",), "model.layers",
         (
-            Slot("mamba", "ssm", "out_proj", "mamba_n_heads"), _ATTN, Slot("block_sparse_moe", "mlp"),
-            Slot("shared_mlp", "mlp"),
+            Slot("mamba", "ssm", "out_proj", "mamba_n_heads", scale_from="residual_multiplier"),
+            replace(_ATTN, scale_from="residual_multiplier"),
+            Slot("block_sparse_moe", "mlp", scale_from="residual_multiplier"),
+            Slot("shared_mlp", "mlp", label="shared_mlp", scale_from="residual_multiplier"),
         ),
         "model.norm",
         logits_from_unembed=lambda config, logits: logits / config.logits_scaling,
@@ -164,6 +199,7 @@ FAMILIES: tuple[Family, ...] = (
     Family(
         "gpt2", ("gpt2",), "transformer.h",
         (Slot("attn", "attention", "c_proj", "n_head"), _MLP), "transformer.ln_f", control="transformer",
+        learned_positions="n_positions",
     ),
 )
 

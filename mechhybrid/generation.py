@@ -1,9 +1,12 @@
 """Greedy generation through the model's cache, with phase-aware interventions (foundation and state).
 
 Every intervention says when it applies: `prefill` (while the prompt is read), `decode` (while the answer is
-generated, one token per step) or `all`. Positions are absolute token indices in prompt + generated tokens;
-negative ones count from the end of that whole sequence (`prompt + max_new_tokens`). `ReadState(positions=None)`
-reads the state after every token of its phase (the state after each generated token, in decode).
+generated, one token per step) or `all`. Positions are absolute token indices in prompt + generated tokens. A
+negative position counts from the end of the prompt in a `prefill` intervention (as in `logits`: -1 is the last
+prompt token), and from the end of the whole sequence (`prompt + max_new_tokens`) in `decode` and `all`. A
+position its phase never runs is an error, never silently dropped; the model never reads the last generated
+token, so no foundation intervention applies there. `ReadState(positions=None)` reads the state after every
+token of its phase (the state after each generated token, in decode).
 
 Study B's central experiment is an ablation that applies only while the answer is generated: `generate(hm, ids,
 [Ablate(attention, phase="decode")])`, or `phase="decode"` to put every intervention in that phase.
@@ -23,7 +26,7 @@ from mechhybrid.state import cache as cache_ops
 from mechhybrid.state.api import check_ids
 from mechhybrid.state.runner import Run, finish_captures, resolve_ops, run_segment, run_span, apply_ops
 from mechhybrid.state.runner import split_interventions
-from mechhybrid.state.types import ReadState, State
+from mechhybrid.state.types import PatchState, ReadState, State
 
 
 @dataclass
@@ -59,6 +62,41 @@ def _with_phase(items, phase: str | None) -> list:
     if phase not in PHASES:
         raise MechHybridError(f"unknown phase {phase!r}; choose one of {', '.join(PHASES)}")
     return [dataclasses.replace(item, phase=phase) for item in items]
+
+
+def _prompt_relative(item, prompt_len: int):
+    """A prefill-phase intervention with its negative positions counted from the end of the prompt."""
+    if item.phase != "prefill":
+        return item
+    if isinstance(item, (ReadState,)) or hasattr(item, "positions"):
+        positions = item.positions
+        if positions is None or all(p >= 0 for p in positions):
+            return item
+        return dataclasses.replace(item, positions=tuple(p + prompt_len if p < 0 else p for p in positions))
+    if hasattr(item, "position") and item.position < 0:
+        changes = {"position": item.position + prompt_len}
+        if isinstance(item, PatchState) and item.source_ids is not None and item.source_position is None:
+            changes["source_position"] = item.position  # still counted from the end of the source
+        return dataclasses.replace(item, **changes)
+    return item
+
+
+def _check_foundation_positions(items, prompt_len: int, total: int) -> None:
+    """Every listed position of a foundation intervention falls on a token that its phase runs."""
+    spans = {"prefill": range(0, prompt_len), "decode": range(prompt_len, total - 1), "all": range(0, total - 1)}
+    for item in items:
+        positions = getattr(item, "positions", None)
+        if positions is None:
+            continue
+        span = spans[item.phase]
+        for p in positions:
+            absolute = p + total if p < 0 else p
+            if absolute not in span:
+                raise MechHybridError(
+                    f"{type(item).__name__} position {p} (token {absolute}) is never run in phase {item.phase!r}: "
+                    f"the prompt is tokens 0..{prompt_len - 1}, decode runs tokens {prompt_len}..{total - 2} "
+                    "(the last generated token is never read)"
+                )
 
 
 def _needs_source(item) -> bool:
@@ -114,14 +152,15 @@ def generate(
     and there is no EOS stop: every row gets `max_new_tokens` (transformers' `generate` matches with
     `eos_token_id=None`).
     """
-    input_ids = check_ids(input_ids).to(hm.device)
+    input_ids = check_ids(hm, input_ids).to(hm.device)
     if max_new_tokens < 1:
         raise MechHybridError("max_new_tokens must be at least 1")
-    items = _with_phase(interventions, phase)
-    foundation, state_items = split_interventions(items)
-    _check_decode_items(foundation)
     batch, prompt_len = input_ids.shape
     total = prompt_len + max_new_tokens
+    items = [_prompt_relative(item, prompt_len) for item in _with_phase(interventions, phase)]
+    foundation, state_items = split_interventions(items)
+    _check_decode_items(foundation)
+    _check_foundation_positions(foundation, prompt_len, total)
     tokens = torch.cat([input_ids, input_ids.new_zeros(batch, max_new_tokens)], dim=1)
     prefill = _prefill_run(hm, input_ids, foundation, state_items, total)
     decode_ops = _phase_ops(hm, state_items, total, batch, prompt_len, "decode")

@@ -3,9 +3,19 @@
 Axis names used in shape comments throughout mechhybrid: `batch`, `seq`, `layer`, `head`, `head_dim`,
 `d_model`, `d_state`, `vocab`, `set` (one alternative intervention set in `logits_many`).
 
-Positions are token indices into the sequence (None = every position). Every intervention takes a `phase`:
-`all`, `prefill` (while the prompt is read) or `decode` (while tokens are generated). A plain forward
-(`logits`, `run`, `logits_many`) is a prefill: interventions with `phase="decode"` do not apply there.
+Positions are token indices into the sequence (None = every position); negative ones count from its end. In a
+padded batch they index the batch as given (with left padding, -1 is every row's last token). Every
+intervention takes a `phase`: `all`, `prefill` (while the prompt is read) or `decode` (while tokens are
+generated). A plain forward (`logits`, `run`, `logits_many`) is a prefill: interventions with `phase="decode"` do
+not apply there.
+
+Sources and padding: a source of the input's shape (`Patch.source_ids`, `Ablate(method="resample")`) runs with
+its own `source_mask`, or, when that is None, with the input's `attention_mask`; its value at position p is
+patched into position p. A mean's reference batch runs with its own `reference_mask` (None: unpadded), and the
+mean is over its real tokens only.
+
+Order: at one component, writes apply in the order given and a `Capture` always records the value that flows on
+(after every write at that point), wherever it is listed.
 """
 
 from __future__ import annotations
@@ -20,6 +30,15 @@ from mechhybrid.errors import MechHybridError
 
 METHODS = ("zero", "mean", "resample", "skip")
 PHASES = ("all", "prefill", "decode")
+UNITS = ("module", "residual")
+"""`module`: a component's output as its module returns it; `residual`: as the residual stream receives it, after
+the family's multiplier (`Component.residual_scale`: Falcon-H1's `attention_out_multiplier`, Granite's
+`residual_multiplier`, ...). Direct attribution built from captures needs `residual`."""
+
+
+def check_units(units: str) -> None:
+    if units not in UNITS:
+        raise MechHybridError(f"unknown units {units!r}; choose one of {', '.join(UNITS)}")
 
 Positions = Union[Sequence[int], None]
 
@@ -82,6 +101,10 @@ class Ablate(_Base):
     per_position: bool = False
     source_ids: torch.Tensor | None = None
     phase: str = "all"
+    source_mask: torch.Tensor | None = None
+    """`resample`: the source's padding (1 = real token); None = the input's attention_mask."""
+    reference_mask: torch.Tensor | None = None
+    """`mean`: the reference batch's padding (1 = real token); None = unpadded."""
 
     def __post_init__(self):
         self._normalise()
@@ -93,6 +116,10 @@ class Ablate(_Base):
             raise MechHybridError("Ablate(method='resample') needs source_ids (the input to take outputs from)")
         if self.per_position and self.method != "mean":
             raise MechHybridError("per_position=True only applies to method='mean'")
+        if self.source_mask is not None and self.method != "resample":
+            raise MechHybridError("source_mask only applies to method='resample'")
+        if self.reference_mask is not None and self.method != "mean":
+            raise MechHybridError("reference_mask only applies to method='mean'")
 
 
 @dataclass(frozen=True, eq=False)
@@ -128,6 +155,7 @@ class Patch(_Base):
     """Activation patching: the components' outputs at `positions` taken from a run on `source_ids`.
 
     With `heads`, only those heads' contributions are patched (at the input of the output projection).
+    `source_mask` is the source's padding (1 = real token); None = the input's attention_mask.
     """
 
     components: Sequence[Component]
@@ -135,6 +163,7 @@ class Patch(_Base):
     positions: Positions = None
     heads: Sequence[int] | None = None
     phase: str = "all"
+    source_mask: torch.Tensor | None = None
 
     def __post_init__(self):
         self._normalise()
@@ -145,30 +174,39 @@ class Patch(_Base):
 @dataclass(frozen=True, eq=False)
 class Capture(_Base):
     """Record the components' outputs (or, with `per_head=True`, each head's contribution `[batch, seq, head,
-    d_model]`, which sums, plus the projection's bias, to the output) in the same pass that intervenes."""
+    d_model]`, which sums, plus the projection's bias, to the output) in the same pass that intervenes.
+
+    The value recorded is the one that flows on from the component, after every other intervention on it in the
+    same set (a Capture listed before an Ablate of the same component records the ablated output)."""
 
     components: Sequence[Component]
     positions: Positions = None
     per_head: bool = False
     phase: str = "all"
+    units: str = "module"
+    """`module` (the module's own output) or `residual` (times the family's multiplier; see UNITS)."""
 
     def __post_init__(self):
         self._normalise()
+        check_units(self.units)
 
 
 @dataclass(frozen=True, eq=False)
 class Steer(_Base):
-    """Add `scale * vector` (`[d_model]`) to a component's output at `positions`."""
+    """Add `scale * vector` (`[d_model]`) to a component's output at `positions`; with `units="residual"` the
+    vector is what the residual stream receives (divided by the family's multiplier before it is added)."""
 
     component: Component
     vector: torch.Tensor
     positions: Positions = None
     scale: float = 1.0
     phase: str = "all"
+    units: str = "module"
 
     def __post_init__(self):
         _as_components(self.component, "Steer")
         self._normalise(components_field=None)
+        check_units(self.units)
         if self.vector.ndim != 1:
             raise MechHybridError(f"Steer vector must be 1-D [d_model], got shape {tuple(self.vector.shape)}")
 

@@ -10,9 +10,16 @@ __all__ = ["add_load_flags", "load_options", "load_from_args"]
 
 
 def add_load_flags(parser: argparse.ArgumentParser) -> None:
-    """--allow-pickle, --trust-remote-code and --dtype: both safety flags are off by default."""
+    """--allow-pickle, --allow-missing-weights, --trust-remote-code and --dtype: the opt-ins are off by default."""
     parser.add_argument("--allow-pickle", action="store_true", help="allow pickled (.bin/.pt) weights: they can run code")
-    parser.add_argument("--trust-remote-code", action="store_true", help="allow a checkpoint's own Python code (auto_map)")
+    parser.add_argument(
+        "--allow-missing-weights", action="store_true",
+        help="load a checkpoint with tensors missing, unexpected or of the wrong shape (left at random init)",
+    )
+    parser.add_argument(
+        "--trust-remote-code", action="store_true",
+        help="allow a checkpoint's own code (auto_map) for a model type that transformers does not implement",
+    )
     parser.add_argument("--dtype", default=None, help="torch dtype to load in, e.g. float32 or bfloat16")
 
 
@@ -25,7 +32,8 @@ def load_options(args) -> dict:
         dtype = getattr(torch, args.dtype, None)
         if not isinstance(dtype, torch.dtype):
             raise MechHybridError(f"unknown dtype {args.dtype!r}; e.g. float32, bfloat16, float16")
-    return dict(dtype=dtype, allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code)
+    return dict(dtype=dtype, allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code,
+                allow_missing_weights=args.allow_missing_weights)
 
 
 def load_from_args(args):

@@ -12,6 +12,7 @@ from mechhybrid.components import Component, ComponentMap, build_components
 from mechhybrid.engine import Plan, _Op, capture_sources, compile_plan, visit_points
 from mechhybrid.errors import MechHybridError
 from mechhybrid.families import Family
+from mechhybrid.inputs import check_input_ids
 
 # Rows of [seq x vocab] float32 logits one stacked forward may hold before logits_many splits the sets
 # into several forwards: 1 GiB keeps a 2,048-token x 32k-vocab batch of 4 in one piece.
@@ -134,19 +135,17 @@ class HybridModel:
 
     # -- forwards -------------------------------------------------------------------------------------------
     def _check_ids(self, input_ids) -> torch.Tensor:
-        if not isinstance(input_ids, torch.Tensor) or input_ids.ndim != 2:
-            raise MechHybridError("input_ids must be a 2-D LongTensor [batch, seq]")
-        if input_ids.shape[1] == 0:
-            raise MechHybridError("input_ids is empty")
-        return input_ids
+        return check_input_ids(self, input_ids)
 
-    def _forward(self, input_ids, plan: Plan, attention_mask=None, hidden: bool = False):
-        """One traced forward of the stacked sets; returns (logits, hidden states or None)."""
+    def _forward(self, input_ids, plan: Plan, hidden: bool = False):
+        """One traced forward of the stacked sets; returns (logits, hidden states or None), in the caller's layout.
+
+        A padded batch (`plan.layout`) runs right-padded and unmasked, which is exact at every real token in
+        every family (`mechhybrid.inputs`)."""
         n_sets = len(plan.captures)
-        stacked = input_ids.repeat(n_sets, 1).to(self.device)
-        kwargs = {}
-        if attention_mask is not None:
-            kwargs["attention_mask"] = attention_mask.repeat(n_sets, 1).to(self.device)
+        stacked = input_ids.repeat(n_sets, 1)
+        if plan.layout is not None:
+            stacked = plan.layout.to_internal(stacked)
         ops = plan.ops
         layer_outs: list[torch.Tensor] = []
         if hidden:
@@ -155,21 +154,32 @@ class HybridModel:
                 point = (f"{self.family_spec.layers}.{index}", "out")
                 ops[point] = list(ops.get(point, [])) + [_record_into(layer_outs)]
         stash: dict = {}
-        with torch.no_grad(), self.nn.trace(stacked, **kwargs):
+        with torch.no_grad(), self.nn.trace(stacked.to(self.device)):
             visit_points(self, ops, stash)
             logits = self.nn.output.logits.save()
+        if plan.layout is not None:
+            logits = plan.layout.to_given(logits)
+            layer_outs = [plan.layout.to_given(h) for h in layer_outs]
         return logits, (torch.stack(layer_outs) if hidden else None)
 
+    def _plan(self, input_ids, intervention_sets, attention_mask) -> Plan:
+        plan = compile_plan(self, input_ids, [list(s) for s in intervention_sets], "prefill", attention_mask)
+        capture_sources(self, plan)
+        return plan
+
     def run(self, input_ids, interventions: Sequence = (), attention_mask=None) -> RunResult:
-        """One forward with interventions: logits and captures (and, with ReadState, the states read)."""
+        """One forward with interventions: logits and captures (and, with ReadState, the states read).
+
+        `attention_mask` (1 = real token) may pad rows on the left or on the right: each row then gets what it
+        gets alone at its real tokens (outputs at padding positions are unspecified); positions index the batch
+        as given."""
         input_ids = self._check_ids(input_ids)
         if _has_state(interventions):
             from mechhybrid.state import run_with_state
 
             return run_with_state(self, input_ids, interventions, attention_mask)
-        plan = compile_plan(self, input_ids, [list(interventions)], phase="prefill")
-        capture_sources(self, plan)
-        logits, _ = self._forward(input_ids, plan, attention_mask)
+        plan = self._plan(input_ids, [interventions], attention_mask)
+        logits, _ = self._forward(input_ids, plan)
         return RunResult(logits=logits, captures=plan.captures[0])
 
     def logits(self, input_ids, interventions: Sequence = (), attention_mask=None) -> torch.Tensor:
@@ -178,12 +188,19 @@ class HybridModel:
 
     def hidden_states(self, input_ids, interventions: Sequence = (), attention_mask=None) -> torch.Tensor:
         """`[layer, batch, seq, d_model]`: the residual stream after each decoder layer (before the final norm)."""
+        return self.hidden_states_many(input_ids, [interventions], attention_mask)[0]
+
+    def hidden_states_many(self, input_ids, intervention_sets: Sequence[Sequence], attention_mask=None) -> torch.Tensor:
+        """`[set, layer, batch, seq, d_model]`: `hidden_states` under each intervention set, in one stacked forward."""
         input_ids = self._check_ids(input_ids)
-        if _has_state(interventions):
+        if not intervention_sets:
+            raise MechHybridError("hidden_states_many needs at least one intervention set")
+        if any(_has_state(s) for s in intervention_sets):
             raise MechHybridError("hidden_states does not take state interventions; use hm.run with Capture")
-        plan = compile_plan(self, input_ids, [list(interventions)], phase="prefill")
-        capture_sources(self, plan)
-        return self._forward(input_ids, plan, attention_mask, hidden=True)[1]
+        plan = self._plan(input_ids, intervention_sets, attention_mask)
+        hidden = self._forward(input_ids, plan, hidden=True)[1]  # [layer, set * batch, seq, d_model]
+        layers, _, seq, width = hidden.shape
+        return hidden.view(layers, len(intervention_sets), input_ids.shape[0], seq, width).transpose(0, 1)
 
     def logits_many(
         self,
@@ -212,10 +229,9 @@ class HybridModel:
         per_forward = max(1, max_rows // batch)
         results = []
         for start in range(0, len(intervention_sets), per_forward):
-            chunk = [list(s) for s in intervention_sets[start : start + per_forward]]
-            plan = compile_plan(self, input_ids, chunk, phase="prefill")
-            capture_sources(self, plan)
-            logits, _ = self._forward(input_ids, plan, attention_mask)
+            chunk = intervention_sets[start : start + per_forward]
+            plan = self._plan(input_ids, chunk, attention_mask)
+            logits, _ = self._forward(input_ids, plan)
             for index in range(len(chunk)):
                 part = logits[index * batch : (index + 1) * batch]
                 results.append(part if reduce is None else reduce(part))
@@ -260,4 +276,4 @@ def _record_into(sink: list) -> _Op:
     def fn(tensor, rows, stash):
         sink.append(tensor.clone())
 
-    return _Op(slice(None), fn)
+    return _Op(slice(None), fn, records=True)

@@ -8,6 +8,7 @@ from typing import Callable, Sequence
 import torch
 
 from mechhybrid.errors import MechHybridError
+from mechhybrid.inputs import check_input_ids, layout_of
 from mechhybrid.state import cache as cache_ops
 from mechhybrid.state.localize import resolve_position
 from mechhybrid.state.runner import Run, finish_captures, resolve_ops, run_span, split_interventions
@@ -39,10 +40,11 @@ class StateRunResult:
                 raise ValueError(f"state ({layer}, {position}) does not match its key or the batch")
 
 
-def check_ids(input_ids, attention_mask=None) -> torch.Tensor:
-    if not isinstance(input_ids, torch.Tensor) or input_ids.ndim != 2 or input_ids.shape[1] == 0:
-        raise MechHybridError("input_ids must be a non-empty 2-D LongTensor [batch, seq]")
-    if attention_mask is not None and not bool(torch.all(attention_mask != 0)):
+def check_ids(hm, input_ids, attention_mask=None) -> torch.Tensor:
+    """Token ids checked against the model (`mechhybrid.inputs`); a padded mask is refused: the segmented run
+    continues every row through one cache, position by position, so rows must be aligned."""
+    input_ids = check_input_ids(hm, input_ids)
+    if layout_of(input_ids, attention_mask) is not None:
         raise MechHybridError("state interventions need unpadded inputs: attention_mask must be all ones")
     return input_ids
 
@@ -82,7 +84,7 @@ def _prefix_reads(run: Run, input_ids, phase: str) -> None:
 def read_state(hm, input_ids, layers=None, positions=(-1,), interventions: Sequence = ()) -> dict:
     """(layer, position) -> State right after each position, as the model's recurrence carries it (with
     `interventions` applied); only tokens up to the last requested position are run."""
-    input_ids = check_ids(input_ids)
+    input_ids = check_ids(hm, input_ids)
     batch, seq = input_ids.shape
     layers = resolve_layers(hm, layers)
     if isinstance(positions, int):
@@ -107,7 +109,7 @@ def read_state(hm, input_ids, layers=None, positions=(-1,), interventions: Seque
 
 def run_with_state(hm, input_ids, interventions: Sequence = (), attention_mask=None) -> StateRunResult:
     """One forward with foundation and state interventions: logits, captures and the states read."""
-    input_ids = check_ids(input_ids, attention_mask)
+    input_ids = check_ids(hm, input_ids, attention_mask)
     logits, captures, states = run_sets(hm, input_ids, [list(interventions)])
     return StateRunResult(logits=logits, captures=captures[0], states=states[0])
 
@@ -117,7 +119,7 @@ def logits_many_with_state(
     reduce: Callable[[torch.Tensor], torch.Tensor] | None = None, max_rows: int | None = None,
 ) -> torch.Tensor:
     """`[set, batch, seq, vocab]` (or reduced): like `HybridModel.logits_many`, state interventions allowed."""
-    input_ids = check_ids(input_ids, attention_mask)
+    input_ids = check_ids(hm, input_ids, attention_mask)
     if not intervention_sets:
         raise MechHybridError("logits_many needs at least one intervention set")
     batch = input_ids.shape[0]

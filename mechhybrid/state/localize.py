@@ -16,6 +16,7 @@ import torch
 
 from mechhybrid.engine import Plan, capture_sources, compile_plan
 from mechhybrid.errors import MechHybridError
+from mechhybrid.inputs import layout_of
 from mechhybrid.interventions import Ablate, AblateHeads, Capture, KeepHeads, Patch, Steer
 
 
@@ -31,27 +32,32 @@ class SourceBank:
     """Full-length clean activations of every source input, and which placeholder reads which slice."""
 
     values: dict = field(default_factory=dict)
-    """(id(source ids), point) -> `[batch, seq, ...]` activation."""
+    """(source key, point) -> `[batch, seq, ...]` activation (a source key is `Plan.need_source`'s)."""
     aliases: dict = field(default_factory=dict)
-    """id(placeholder ids) -> (id(source ids), slice or None)."""
+    """id(placeholder ids) -> (source key, slice or None)."""
     keep: list = field(default_factory=list)
     """Placeholders kept alive so that their ids stay unique."""
 
     def fill(self, hm, input_ids: torch.Tensor, intervention_sets, phase: str) -> None:
         """Capture what the whole-sequence plan would read, in one clean forward per source."""
         plan = compile_plan(hm, input_ids, intervention_sets, phase=phase)
+        for ids, mask, _ in plan.sources.values():
+            if layout_of(ids, mask) is not None:
+                raise MechHybridError("state interventions and generation need unpadded sources: "
+                                      "source_mask / reference_mask must be all ones")
         capture_sources(hm, plan)
-        self.values.update(plan.source_values)
+        # Every source is unpadded here, so its mask (all ones) is not part of what identifies it.
+        self.values.update({((key[0], None), point): v for (key, point), v in plan.source_values.items()})
 
     def alias(self, source: torch.Tensor, placeholder: torch.Tensor, part: slice | None) -> torch.Tensor:
         self.keep.append(placeholder)
-        self.aliases[id(placeholder)] = (id(source), part)
+        self.aliases[id(placeholder)] = ((id(source), None), part)
         return placeholder
 
     def supply(self, plan: Plan) -> None:
         """Fill a segment plan's source values from the bank."""
-        for key, (_, points) in plan.sources.items():
-            origin, part = self.aliases.get(key, (key, None))
+        for key, (_, _, points) in plan.sources.items():
+            origin, part = self.aliases.get(key[0], (key, None))
             for point in points:
                 if (origin, point) not in self.values:
                     raise MechHybridError(f"no source activation for {point[0]}: this intervention needs a "
@@ -76,13 +82,14 @@ def localize(item, start: int, stop: int, total: int, bank: SourceBank):
     changes: dict = {}
     if hasattr(item, "positions"):
         changes["positions"] = positions
-    if isinstance(item, Patch):
+    if isinstance(item, Patch) or (isinstance(item, Ablate) and item.method == "resample"):
         changes["source_ids"] = bank.alias(item.source_ids, item.source_ids[:, start:stop], slice(start, stop))
-    elif isinstance(item, Ablate) and item.method == "resample":
-        changes["source_ids"] = bank.alias(item.source_ids, item.source_ids[:, start:stop], slice(start, stop))
-    elif isinstance(item, Ablate) and item.method == "mean" and item.per_position:
-        reference = item.reference_ids
-        changes["reference_ids"] = bank.alias(reference, reference[:, start:], slice(start, None))
+        changes["source_mask"] = None  # the bank holds unpadded sources only (SourceBank.fill)
+    elif isinstance(item, Ablate) and item.method == "mean":
+        changes["reference_mask"] = None
+        if item.per_position:
+            reference = item.reference_ids
+            changes["reference_ids"] = bank.alias(reference, reference[:, start:], slice(start, None))
     elif isinstance(item, (AblateHeads, KeepHeads)) and isinstance(item.heads, torch.Tensor) and (
         item.heads.dtype == torch.bool
     ):

@@ -101,12 +101,12 @@ def resolve_ops(hm, items, total: int, phase: str, batch: int, default_positions
             ops += [StateOp(resolve_position(p, total, "ReadState position"), layers, item) for p in positions]
             continue
         position = resolve_position(item.position, total, f"{type(item).__name__} position")
-        source = _patch_source(hm, item, layers, position, batch) if isinstance(item, PatchState) else None
+        source = _patch_source(hm, item, layers, batch) if isinstance(item, PatchState) else None
         ops.append(StateOp(position, layers, item, source))
     return ops
 
 
-def _patch_source(hm, item: PatchState, layers, position: int, batch: int) -> dict:
+def _patch_source(hm, item: PatchState, layers, batch: int) -> dict:
     if item.state is not None:
         missing = [layer for layer in layers if layer not in item.state]
         if missing:
@@ -117,8 +117,10 @@ def _patch_source(hm, item: PatchState, layers, position: int, batch: int) -> di
         raise MechHybridError(f"PatchState source_ids has batch {source.shape[0]}; the input has {batch}")
     from mechhybrid.state.api import read_state
 
-    states = read_state(hm, source, layers, [resolve_position(position, source.shape[1], "PatchState position")])
-    return {layer: states[(layer, position % source.shape[1])] for layer in layers}
+    wanted = item.position if item.source_position is None else item.source_position
+    at = resolve_position(wanted, source.shape[1], "PatchState source position")
+    states = read_state(hm, source, layers, [at])
+    return {layer: states[(layer, at)] for layer in layers}
 
 
 def apply_ops(run: Run, cache, position: int) -> None:
@@ -160,7 +162,7 @@ def run_segment(run: Run, cache, input_ids: torch.Tensor, start: int, stop: int,
     if not run.keep_logits:
         kwargs["logits_to_keep"] = 1
     logits = forward_with_ops(hm, plan.ops, stacked, kwargs)
-    _collect_captures(run, plan, start, stop)
+    _collect_captures(run, plan, start, stop, phase)
     return logits
 
 
@@ -199,10 +201,10 @@ def forward_with_ops(hm, ops: dict, input_ids: torch.Tensor, kwargs: dict) -> to
             handle.remove()
 
 
-def _collect_captures(run: Run, plan, start: int, stop: int) -> None:
+def _collect_captures(run: Run, plan, start: int, stop: int, phase: str) -> None:
     for index, items in enumerate(run.foundation):
         for item in items:
-            if not isinstance(item, Capture):
+            if not isinstance(item, Capture) or item.phase not in ("all", phase):
                 continue
             recorded = capture_positions(item, start, stop, run.total)
             if not recorded:

@@ -94,18 +94,28 @@ class ReadState:
 
 @dataclass(frozen=True, eq=False)
 class PatchState:
-    """Replace the state of `layers` right after `position` by the state after `position` of a clean run on
-    `source_ids` (or by `state`: one State, or layer -> State), so that every later token is computed from it."""
+    """Replace the state of `layers` right after `position` by the state after `source_position` of a clean run
+    on `source_ids` (or by `state`: one State, or layer -> State), so that every later token is computed from it.
+
+    `source_position` defaults to `position`, each resolved against its own sequence: a negative position
+    counts from the end of the input for `position` and from the end of the source for the source's index, so
+    `position=-1` moves the source's last-token state to the input's last token whatever their lengths; a
+    non-negative one is the same absolute index in both."""
 
     layers: Sequence | None
     position: int
     source_ids: torch.Tensor | None = None
     state: Union[State, Mapping[int, State], None] = None
     phase: str = "all"
+    source_position: int | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "layers", _layers(self.layers))
         object.__setattr__(self, "position", int(self.position))
+        if self.source_position is not None:
+            if self.source_ids is None:
+                raise MechHybridError("PatchState source_position needs source_ids")
+            object.__setattr__(self, "source_position", int(self.source_position))
         if (self.source_ids is None) == (self.state is None):
             raise MechHybridError("PatchState needs exactly one of source_ids or state")
         if isinstance(self.state, State):

@@ -25,7 +25,7 @@ import numpy as np
 from mechhybrid.zoo import benchmarks as bm
 from mechhybrid.zoo import language as lang
 from mechhybrid.zoo.recipes import RECIPE, Recipe, build_model, zoo_spec
-from mechhybrid.zoo.tokenizer import encode_words, save_tokenizer
+from mechhybrid.zoo.tokenizer import check_auto_tokenizer, encode_words, save_tokenizer
 
 __all__ = ["CARD_VERSION", "QUICK_STRIDE", "EVAL_BATCH", "evaluate", "bigram_perplexity",
            "load_checkpoint", "finalize", "subset", "card_summary"]
@@ -139,7 +139,8 @@ def finalize(name: str, run_dir, out_dir, recipe: Recipe = RECIPE) -> dict:
     """Turn training run `run_dir` into a shippable checkpoint + card in `out_dir`; returns the card.
 
     The scores are measured on the checkpoint as reloaded from `out_dir`, so a card always
-    describes exactly the files beside it. card.json is written last (atomically): a
+    describes exactly the files beside it; the tokenizer is checked to load as itself through
+    `AutoTokenizer` (MechHybridError otherwise). card.json is written last (atomically): a
     directory with a card has its weights.
     """
     import torch
@@ -157,6 +158,8 @@ def finalize(name: str, run_dir, out_dir, recipe: Recipe = RECIPE) -> dict:
     (out_dir / "card.json").unlink(missing_ok=True)
     model.save_pretrained(str(out_dir), safe_serialization=True)
     save_tokenizer(out_dir)
+    # A researcher checks a finding with AutoTokenizer: refuse to ship a checkpoint on which it gives other ids.
+    check_auto_tokenizer(out_dir)
     reloaded = load_checkpoint(out_dir)
     scores, check = evaluate(reloaded), evaluate(reloaded, quick=True)
     bigram = bigram_perplexity()

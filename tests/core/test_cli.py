@@ -17,8 +17,10 @@ def test_inspect_table_and_json(tmp_path, capsys):
     assert main(["inspect", str(tmp_path), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["family"] == "falcon_h1" and len(data["components"]) == 12
-    assert data["components"][1] == {"layer": 0, "kind": "attention", "path": "model.layers.0.self_attn",
-                                     "heads": 4, "params": data["components"][1]["params"]}
+    assert data["components"][1] == {"name": "L0.attention", "layer": 0, "kind": "attention",
+                                     "path": "model.layers.0.self_attn", "heads": 4,
+                                     "params": data["components"][1]["params"], "writes_to": "residual",
+                                     "residual_scale": 1.0}
 
 
 def _one_line_error(capsys, argv) -> str:
@@ -46,3 +48,17 @@ def test_zoo_and_extension_commands_are_wired(capsys):
     assert "unknown zoo model 'no-such-model'" in _one_line_error(capsys, ["inspect", "zoo:no-such-model"])
     assert "unknown zoo model" in _one_line_error(capsys, ["zoo", "show", "no-such-model"])
     assert "unknown analysis 'no-such-analysis'" in _one_line_error(capsys, ["run", "no-such-analysis", "--model", "zoo:x"])
+
+
+def test_a_bare_zoo_name_is_answered_with_the_zoo_prefix(tmp_path, monkeypatch, capsys):
+    from mechhybrid.zoo.registry import zoo_names
+
+    name = zoo_names()[0]
+    monkeypatch.chdir(tmp_path)  # no folder of that name here
+    err = _one_line_error(capsys, ["inspect", name])
+    assert err.endswith(f"; did you mean zoo:{name}?"), err
+    err = _one_line_error(capsys, ["run", "component_ablation", "--model", name, "--out", str(tmp_path / "o")])
+    assert err.endswith(f"; did you mean zoo:{name}?") and not (tmp_path / "o").exists(), err
+    (tmp_path / name).mkdir()  # a folder of that name is what the user meant: no suggestion
+    assert "did you mean" not in _one_line_error(capsys, ["inspect", name])
+    assert "did you mean" not in _one_line_error(capsys, ["inspect", "no-such-model"])

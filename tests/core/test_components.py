@@ -57,6 +57,8 @@ def test_selection_helpers(tiny_models):
     assert {c.layer for c in comps.by_layers([0, 3])} == {0, 3}
     assert [list(comps.third_layers(t)) for t in ("early", "middle", "late")] == [[0], [1], [2, 3]]
     assert comps.third("late", "attention") == comps.by_kind("attention")
+    assert comps.named("L3.attention") is comps.find(3, "attention") is comps.by_kind("attention")[0]
+    assert comps.residual_writers() == list(comps) and {c.residual_scale for c in comps} == {1.0}
     like = comps.by_kind("linear_attention")
     drawn = comps.sample_matched(like, seed=3)
     assert len(drawn) == 3 and not set(drawn) & set(like)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mechhybrid import Ablate, AblateHeads, Capture, KeepHeads, Patch, Steer
-from tests.conftest import ALL_MODEL_TYPES, random_ids
+from tests.conftest import ALL_MODEL_TYPES, both_shapes, random_ids
 from tests.core import reference as ref
 
 ATOL = 1e-5
@@ -18,9 +18,9 @@ def close(a, b):
     torch.testing.assert_close(a, b, atol=ATOL, rtol=0)
 
 
-@pytest.mark.parametrize("model_type", ALL_MODEL_TYPES)
-def test_zero_each_kind_and_all_mixers(tiny_models, model_type):
-    model, hm = tiny_models(model_type)
+@pytest.mark.parametrize("model_type,shape", both_shapes(ALL_MODEL_TYPES))
+def test_zero_each_kind_and_all_mixers(tiny_models, model_type, shape):
+    model, hm = tiny_models(model_type, shape)
     ids = random_ids(BATCH, SEQ, seed=1)
     groups = [hm.components.by_kind(kind) for kind in hm.components.kinds()] + [hm.components.mixers()]
     for group in groups:
@@ -29,9 +29,9 @@ def test_zero_each_kind_and_all_mixers(tiny_models, model_type):
         assert not torch.allclose(expected, ref.logits(model, ids), atol=1e-4)  # the ablation does something
 
 
-@pytest.mark.parametrize("model_type", ALL_MODEL_TYPES)
-def test_zero_one_component_at_positions(tiny_models, model_type):
-    model, hm = tiny_models(model_type)
+@pytest.mark.parametrize("model_type,shape", both_shapes(ALL_MODEL_TYPES))
+def test_zero_one_component_at_positions(tiny_models, model_type, shape):
+    model, hm = tiny_models(model_type, shape)
     ids = random_ids(BATCH, SEQ, seed=2)
     component = hm.components[len(hm.components) // 2]
     positions = [1, 4]
@@ -39,9 +39,9 @@ def test_zero_one_component_at_positions(tiny_models, model_type):
     close(hm.logits(ids, [Ablate([component], positions=positions)]), expected)
 
 
-@pytest.mark.parametrize("model_type", ALL_MODEL_TYPES)
-def test_mean_over_batch_and_per_position(tiny_models, model_type):
-    model, hm = tiny_models(model_type)
+@pytest.mark.parametrize("model_type,shape", both_shapes(ALL_MODEL_TYPES))
+def test_mean_over_batch_and_per_position(tiny_models, model_type, shape):
+    model, hm = tiny_models(model_type, shape)
     ids, reference_ids = random_ids(BATCH, SEQ, seed=3), random_ids(5, SEQ + 2, seed=4)
     group = hm.components.mixers()[:2]
     seen = ref.capture(model, reference_ids, [c.path for c in group])
@@ -52,9 +52,9 @@ def test_mean_over_batch_and_per_position(tiny_models, model_type):
     close(hm.logits(ids, [ablate]), ref.logits(model, ids, spec))
 
 
-@pytest.mark.parametrize("model_type", ALL_MODEL_TYPES)
-def test_resample_at_positions(tiny_models, model_type):
-    model, hm = tiny_models(model_type)
+@pytest.mark.parametrize("model_type,shape", both_shapes(ALL_MODEL_TYPES))
+def test_resample_at_positions(tiny_models, model_type, shape):
+    model, hm = tiny_models(model_type, shape)
     ids, source = random_ids(BATCH, SEQ, seed=5), random_ids(BATCH, SEQ, seed=6)
     group = hm.components.by_layers([1])
     seen = ref.capture(model, source, [c.path for c in group])
@@ -64,9 +64,9 @@ def test_resample_at_positions(tiny_models, model_type):
     close(hm.logits(ids, [ablate]), ref.logits(model, ids, spec))
 
 
-@pytest.mark.parametrize("model_type", ALL_MODEL_TYPES)
-def test_skip_layer_and_positions(tiny_models, model_type):
-    model, hm = tiny_models(model_type)
+@pytest.mark.parametrize("model_type,shape", both_shapes(ALL_MODEL_TYPES))
+def test_skip_layer_and_positions(tiny_models, model_type, shape):
+    model, hm = tiny_models(model_type, shape)
     ids = random_ids(BATCH, SEQ, seed=7)
     component = hm.components.by_layers([1])[0]
     spec = [(component.layer_path, "layer_skip", lambda out, hidden: hidden.clone())]
@@ -81,8 +81,15 @@ def test_skip_layer_and_positions(tiny_models, model_type):
     close(hm.logits(ids, [Ablate([component], "skip", positions=[2, 5])]), ref.logits(model, ids, spec))
 
 
-HEAD_CASES = [("qwen3_5_text", "attention"), ("qwen3_5_text", "linear_attention"), ("falcon_h1", "ssm"),
-              ("falcon_h1", "attention"), ("qwen2", "attention"), ("gpt2", "attention"), ("zamba2", "ssm")]
+HEAD_CASES = both_shapes([
+    ("qwen3_5_text", "attention"), ("qwen3_5_text", "linear_attention"), ("falcon_h1", "ssm"),
+    ("falcon_h1", "attention"), ("qwen2", "attention"), ("gpt2", "attention"), ("zamba2", "ssm"),
+]) + both_shapes([
+    # Second shape only: head_dim 12 on hidden 48 (llama), an o_proj bias (recurrent_gemma), biased Mamba-2
+    # out_proj (nemotron_h, bamba), LFM2's `out_proj`, granite's attention multiplier, Jamba's attention first.
+    ("llama", "attention"), ("recurrent_gemma", "attention"), ("nemotron_h", "ssm"), ("bamba", "ssm"),
+    ("lfm2", "attention"), ("granitemoehybrid", "attention"), ("jamba", "attention"), ("mamba2", "ssm"),
+], shapes=("alt",))
 
 
 def _heads_fn(n_heads, mask):
@@ -94,9 +101,9 @@ def _heads_fn(n_heads, mask):
     return fn
 
 
-@pytest.mark.parametrize("model_type,kind", HEAD_CASES)
-def test_head_ablation_lists_and_per_token_masks(tiny_models, model_type, kind):
-    model, hm = tiny_models(model_type)
+@pytest.mark.parametrize("model_type,shape,kind", HEAD_CASES)
+def test_head_ablation_lists_and_per_token_masks(tiny_models, model_type, shape, kind):
+    model, hm = tiny_models(model_type, shape)
     ids = random_ids(BATCH, SEQ, seed=8)
     component = hm.components.by_kind(kind)[0]
     n = component.n_heads
@@ -113,9 +120,9 @@ def test_head_ablation_lists_and_per_token_masks(tiny_models, model_type, kind):
     close(hm.logits(ids, [AblateHeads(component, [0, n - 1], positions=range(3, SEQ))]), expected)
 
 
-@pytest.mark.parametrize("model_type,kind", HEAD_CASES)
-def test_head_patching_and_per_head_capture(tiny_models, model_type, kind):
-    model, hm = tiny_models(model_type)
+@pytest.mark.parametrize("model_type,shape,kind", HEAD_CASES)
+def test_head_patching_and_per_head_capture(tiny_models, model_type, shape, kind):
+    model, hm = tiny_models(model_type, shape)
     ids, source = random_ids(BATCH, SEQ, seed=9), random_ids(BATCH, SEQ, seed=10)
     component = hm.components.by_kind(kind)[0]
     n = component.n_heads
@@ -138,9 +145,9 @@ def test_head_patching_and_per_head_capture(tiny_models, model_type, kind):
     torch.testing.assert_close(summed, output, atol=ATOL, rtol=0)
 
 
-@pytest.mark.parametrize("model_type", ["qwen3_5_text", "falcon_h1", "mamba2"])
-def test_capture_and_steer(tiny_models, model_type):
-    model, hm = tiny_models(model_type)
+@pytest.mark.parametrize("model_type,shape", both_shapes(["qwen3_5_text", "falcon_h1", "mamba2"]))
+def test_capture_and_steer(tiny_models, model_type, shape):
+    model, hm = tiny_models(model_type, shape)
     ids = random_ids(BATCH, SEQ, seed=11)
     component = hm.components[1]
     plain = ref.capture(model, ids, [component.path])[component.path]

@@ -11,13 +11,29 @@ STATEFUL = (
 """Tiny model types with at least one layer that carries a recurrent state (all but the Transformer controls)."""
 
 EXPECTED_STATE_LAYERS = {
-    "qwen3_5_text": (0, 1, 2), "qwen3_next": (0, 1, 2), "falcon_h1": (0, 1, 2, 3), "jamba": (0, 2),
-    "recurrent_gemma": (0, 1, 3), "zamba2": (0, 1, 2, 3), "nemotron_h": (0,), "bamba": (0, 2),
-    "granitemoehybrid": (0, 2), "lfm2": (0, 1, 3), "mamba2": (0, 1, 2, 3),
+    "base": {
+        "qwen3_5_text": (0, 1, 2), "qwen3_next": (0, 1, 2), "falcon_h1": (0, 1, 2, 3), "jamba": (0, 2),
+        "recurrent_gemma": (0, 1, 3), "zamba2": (0, 1, 2, 3), "nemotron_h": (0,), "bamba": (0, 2),
+        "granitemoehybrid": (0, 2), "lfm2": (0, 1, 3), "mamba2": (0, 1, 2, 3),
+    },
+    "alt": {
+        "qwen3_5_text": (1, 3), "qwen3_next": (0, 2, 3), "falcon_h1": (0, 1, 2, 3), "jamba": (1, 2),
+        "recurrent_gemma": (1, 3), "zamba2": (0, 1, 2, 3), "nemotron_h": (2, 4), "bamba": (1, 3),
+        "granitemoehybrid": (1, 2), "lfm2": (1, 3), "mamba2": (0, 1, 2, 3),
+    },
 }
-"""The layers of each tiny config (tests/tiny_configs.py) that carry state: asserted so a config change is seen."""
+"""Shape -> model type -> the layers of its tiny config (tests/tiny_configs.py) that carry state: asserted so that
+a config change is seen."""
 
 TOL = 1e-4
+
+ONE_TOKEN_DT_LIMIT = (
+    "library bug: a one-token segment continues a Mamba-2 layer through transformers' one-token path "
+    "(mamba2_selective_state_update), which ignores config.time_step_limit, while the full forward "
+    "(mamba2_chunk_scan) clamps dt to it; on mamba2-alt (time_step_limit (0, 0.1)) states read after one-token "
+    "segments are off the full forward's by up to 2.6e-2 and logits computed in them by up to 1.7e-2"
+)
+"""Reason of the strict xfails on the second shape's mamba2, the one tiny config with a dt limit that binds."""
 
 
 def max_gap(a, b) -> float:

@@ -13,20 +13,22 @@ from mechhybrid.errors import MechHybridError
 from mechhybrid.generation import generate
 from mechhybrid.interventions import Patch
 from mechhybrid.state import EditState, PatchState, ReadState, State, read_state, run_with_state
-from tests.conftest import build_tiny, random_ids
+from tests.conftest import both_shapes, build_tiny, random_ids
+from tests.state.helpers import EXPECTED_STATE_LAYERS
 
 
-@pytest.mark.parametrize("model_type,prefill_exact", [
+@pytest.mark.parametrize("model_type,shape,prefill_exact", both_shapes([
     ("qwen3_5_text", True), ("bamba", True), ("jamba", False), ("recurrent_gemma", False), ("gpt2", True),
-])
-def test_check_cache_matches_the_state_map(tiny_models, model_type, prefill_exact):
-    _, hm = tiny_models(model_type)
+]))
+def test_check_cache_matches_the_state_map(tiny_models, model_type, shape, prefill_exact):
+    _, hm = tiny_models(model_type, shape)
     report = check_cache(hm)  # 32 random tokens (seed 0), cache filled with 28: jamba state drift 4.2e-4
     assert isinstance(report, CacheReport) and len(report.layers) == hm.n_layers == 4
     assert report.decode_exact  # every family's one-token decode is exact (with position_ids)
     assert report.prefill_exact == prefill_exact
     assert report.continuation == ("chunk" if prefill_exact else "token")
-    assert (report.layers[0].state_prefill is None) == (model_type == "gpt2")
+    with_state = [d.layer for d in report.layers if d.state_prefill is not None]
+    assert with_state == list(EXPECTED_STATE_LAYERS[shape].get(model_type, ()))
     assert "decode: exact" in report.format()
 
 
@@ -69,8 +71,10 @@ def test_bad_inputs_are_clear_errors(tiny_models):
         State(0, 0, "ssm", torch.zeros(1, 2, 3), torch.zeros(1, 2, 3), ("batch", "head", "d_k", "d_v"))
     with pytest.raises(MechHybridError, match="unknown phase"):
         ReadState([0], 1, phase="later")
+    left_padded = torch.ones_like(ids)
+    left_padded[0, 0] = 0
     with pytest.raises(MechHybridError, match="unpadded"):
-        run_with_state(hm, ids, [], attention_mask=torch.zeros_like(ids))
+        run_with_state(hm, ids, [], attention_mask=left_padded)
 
 
 def test_generation_errors(tiny_models):

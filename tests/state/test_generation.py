@@ -8,17 +8,17 @@ from transformers import GenerationConfig
 
 from mechhybrid import Ablate, Capture
 from mechhybrid.generation import generate, greedy_reference
-from mechhybrid.state import EditState, ReadState, read_state, run_with_state, zero_state
+from mechhybrid.state import EditState, ReadState, read_state, resolve_layers, run_with_state, zero_state
 from mechhybrid.state import cache as cache_ops
-from tests.conftest import random_ids
-from tests.state.helpers import STATEFUL, TOL, max_gap
+from tests.conftest import both_shapes, random_ids
+from tests.state.helpers import ONE_TOKEN_DT_LIMIT, STATEFUL, TOL, max_gap
 
 PROMPT, NEW = 5, 6
 
 
-@pytest.mark.parametrize("model_type", STATEFUL)
-def test_generate_equals_greedy_no_cache_loop_and_transformers(tiny_models, model_type):
-    model, hm = tiny_models(model_type)
+@pytest.mark.parametrize("model_type,shape", both_shapes(STATEFUL))
+def test_generate_equals_greedy_no_cache_loop_and_transformers(tiny_models, model_type, shape):
+    model, hm = tiny_models(model_type, shape)
     ids = random_ids(2, PROMPT, seed=20)
     result = generate(hm, ids, max_new_tokens=NEW)
     assert result.tokens.shape == (2, PROMPT + NEW) and result.logits.shape == (2, NEW, hm.vocab_size)
@@ -62,11 +62,11 @@ def _hooked_greedy(hm, ids, component, prefill_zero: bool, decode_zero: bool):
     return tokens, torch.stack(chosen, 1), torch.cat(state["outs"], 1)
 
 
-@pytest.mark.parametrize("model_type,kind", [
+@pytest.mark.parametrize("model_type,shape,kind", both_shapes([
     ("qwen3_5_text", "attention"), ("jamba", "ssm"), ("recurrent_gemma", "recurrent"), ("mamba2", "ssm"),
-])
-def test_decode_only_ablation_equals_hooked_reference(tiny_models, model_type, kind):
-    _, hm = tiny_models(model_type)
+]) + both_shapes([("recurrent_gemma", "attention")], shapes=("alt",)))  # its window (4) < PROMPT + NEW
+def test_decode_only_ablation_equals_hooked_reference(tiny_models, model_type, shape, kind):
+    _, hm = tiny_models(model_type, shape)
     component = hm.components.by_kind(kind)[0]
     ids = random_ids(2, PROMPT, seed=21)
     ours = generate(hm, ids, [Ablate([component], phase="decode")], max_new_tokens=NEW)
@@ -80,9 +80,9 @@ def test_decode_only_ablation_equals_hooked_reference(tiny_models, model_type, k
     assert torch.equal(overridden.tokens, ours.tokens)
 
 
-@pytest.mark.parametrize("model_type", ["qwen3_5_text", "bamba"])
-def test_prefill_only_ablation_leaves_decode_outputs_untouched(tiny_models, model_type):
-    _, hm = tiny_models(model_type)
+@pytest.mark.parametrize("model_type,shape", both_shapes(["qwen3_5_text", "bamba"]))
+def test_prefill_only_ablation_leaves_decode_outputs_untouched(tiny_models, model_type, shape):
+    _, hm = tiny_models(model_type, shape)
     attention = hm.components.by_kind("attention")[0]
     ids = random_ids(2, PROMPT, seed=22)
     ours = generate(hm, ids, [Ablate([attention], phase="prefill"), Capture([attention])], max_new_tokens=NEW)
@@ -95,19 +95,21 @@ def test_prefill_only_ablation_leaves_decode_outputs_untouched(tiny_models, mode
     assert (decode - decode_outs).abs().max().item() < TOL and decode.abs().max().item() > 1e-3
 
 
-@pytest.mark.parametrize("model_type", ["qwen3_5_text", "jamba"])
-def test_state_after_each_generated_token(tiny_models, model_type):
-    _, hm = tiny_models(model_type)
+@pytest.mark.parametrize("model_type,shape", both_shapes(["qwen3_5_text", "jamba"]))
+def test_state_after_each_generated_token(tiny_models, model_type, shape):
+    _, hm = tiny_models(model_type, shape)
+    layer = resolve_layers(hm, None)[0]
     ids = random_ids(1, PROMPT, seed=23)
-    result = generate(hm, ids, [ReadState([0], None, phase="decode")], max_new_tokens=NEW)
+    result = generate(hm, ids, [ReadState([layer], None, phase="decode")], max_new_tokens=NEW)
     assert sorted(p for _, p in result.states) == list(range(PROMPT, PROMPT + NEW))
-    truth = read_state(hm, result.tokens, [0], list(range(PROMPT, PROMPT + NEW)))
+    truth = read_state(hm, result.tokens, [layer], list(range(PROMPT, PROMPT + NEW)))
     for key, state in truth.items():
         assert max_gap(result.states[key], state) < TOL
 
 
-def test_state_edit_in_the_prompt_carries_into_generation(tiny_models):
-    _, hm = tiny_models("qwen3_5_text")
+@pytest.mark.parametrize("model_type,shape", both_shapes(["qwen3_5_text"]))
+def test_state_edit_in_the_prompt_carries_into_generation(tiny_models, model_type, shape):
+    _, hm = tiny_models(model_type, shape)
     ids = random_ids(2, PROMPT, seed=24)
     edit = EditState([1], 2, zero_state)
     ours = generate(hm, ids, [edit], max_new_tokens=NEW)
@@ -124,10 +126,12 @@ def greedy_reference_with_state(hm, ids, edit):
     return tokens
 
 
-@pytest.mark.parametrize("model_type", ["mamba2", "jamba", "recurrent_gemma"])
-def test_decode_phase_state_edit_equals_segmented_forward(tiny_models, model_type):
+@pytest.mark.parametrize("model_type,shape", both_shapes(
+    ["mamba2", "jamba", "recurrent_gemma"], {("mamba2", "alt"): ONE_TOKEN_DT_LIMIT}
+))
+def test_decode_phase_state_edit_equals_segmented_forward(tiny_models, model_type, shape):
     """Zeroing a state after a generated token == the same edit in one segmented forward over the final tokens."""
-    _, hm = tiny_models(model_type)
+    _, hm = tiny_models(model_type, shape)
     ids = random_ids(2, PROMPT, seed=25)
     layer = min(c.layer for c in hm.components if c.kind in ("ssm", "recurrent"))
     edit = EditState([layer], PROMPT + 1, zero_state, phase="decode")

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 import torch
 
 from mechhybrid.state import ReadState, read_state, resolve_layers, run_with_state
 from mechhybrid.state import cache as cache_ops
-from tests.conftest import random_ids
-from tests.state.helpers import EXPECTED_STATE_LAYERS, STATEFUL, TOL, max_gap, peak_cpu_bytes
+from tests.conftest import both_shapes, random_ids
+from tests.state.helpers import EXPECTED_STATE_LAYERS, ONE_TOKEN_DT_LIMIT, STATEFUL, TOL, max_gap, peak_cpu_bytes
 
 
 def _final_state(hm, ids):
@@ -20,10 +22,10 @@ def _final_state(hm, ids):
     return {layer: cache_ops.read(hm, cache, layer, seq - 1) for layer in resolve_layers(hm, None)}
 
 
-@pytest.mark.parametrize("model_type", STATEFUL)
-def test_read_state_equals_prefix_run(tiny_models, model_type):
-    _, hm = tiny_models(model_type)
-    assert resolve_layers(hm, None) == EXPECTED_STATE_LAYERS[model_type]
+@pytest.mark.parametrize("model_type,shape", both_shapes(STATEFUL, {("mamba2", "alt"): ONE_TOKEN_DT_LIMIT}))
+def test_read_state_equals_prefix_run(tiny_models, model_type, shape):
+    _, hm = tiny_models(model_type, shape)
+    assert resolve_layers(hm, None) == EXPECTED_STATE_LAYERS[shape][model_type]
     ids = random_ids(2, 10, seed=1)
     states = read_state(hm, ids, None, [3, 8])
     for t in (3, 8):
@@ -50,34 +52,42 @@ def _capture_kernel_args(monkeypatch, module, name):
     return calls
 
 
-def test_gated_deltanet_state_equals_plain_recurrence(tiny_models, monkeypatch):
-    """S_t = exp(g_t) S_{t-1} + k_t beta_t (v_t - S^T k_t)^T, per token (Yang et al. 2024, eq. 10)."""
-    import transformers.models.qwen3_5.modeling_qwen3_5 as qwen
+GDN_MODULES = {
+    "qwen3_5_text": "transformers.models.qwen3_5.modeling_qwen3_5",
+    "qwen3_next": "transformers.models.qwen3_next.modeling_qwen3_next",
+}
 
-    _, hm = tiny_models("qwen3_5_text")
+
+@pytest.mark.parametrize("model_type,shape", both_shapes(GDN_MODULES))
+def test_gated_deltanet_state_equals_plain_recurrence(tiny_models, monkeypatch, model_type, shape):
+    """S_t = exp(g_t) S_{t-1} + k_t beta_t (v_t - S^T k_t)^T, per token (Yang et al. 2024, eq. 10)."""
+    _, hm = tiny_models(model_type, shape)
+    layer = resolve_layers(hm, None)[0]  # the first Gated DeltaNet layer makes the first kernel call
     ids = random_ids(1, 9, seed=2)
-    calls = _capture_kernel_args(monkeypatch, qwen, "torch_chunk_gated_delta_rule")
+    calls = _capture_kernel_args(monkeypatch, importlib.import_module(GDN_MODULES[model_type]),
+                                 "torch_chunk_gated_delta_rule")
     hm.hf_model(ids, use_cache=False)
-    q, k, v = calls[0][0][:3]  # layer 0: [batch, seq, head, d_k|d_v]
+    q, k, v = calls[0][0][:3]  # [batch, seq, head, d_k|d_v]
     g, beta = calls[0][1]["g"], calls[0][1]["beta"]  # [batch, seq, head]
     monkeypatch.undo()
     k = k.repeat_interleave(v.shape[2] // k.shape[2], dim=2)  # key heads shared by value heads (GQA-style)
     k = k / torch.sqrt((k * k).sum(-1, keepdim=True) + 1e-6)
     memory = torch.zeros(1, k.shape[2], k.shape[3], v.shape[3])
-    states = read_state(hm, ids, [0], list(range(9)))
+    states = read_state(hm, ids, [layer], list(range(9)))
     for t in range(9):
         memory = memory * g[:, t].exp()[..., None, None]
         read = torch.einsum("bhkv,bhk->bhv", memory, k[:, t])
         memory = memory + torch.einsum("bhk,bhv->bhkv", k[:, t], (v[:, t] - read) * beta[:, t][..., None])
-        assert (states[(0, t)].recurrent - memory).abs().max().item() < TOL, t
-    assert states[(0, 8)].recurrent_axes == ("batch", "head", "d_k", "d_v")
+        assert (states[(layer, t)].recurrent - memory).abs().max().item() < TOL, t
+    assert states[(layer, 8)].recurrent_axes == ("batch", "head", "d_k", "d_v")
 
 
-def test_mamba2_state_equals_plain_recurrence(tiny_models, monkeypatch):
+@pytest.mark.parametrize("model_type,shape", both_shapes(["mamba2"], {("mamba2", "alt"): ONE_TOKEN_DT_LIMIT}))
+def test_mamba2_state_equals_plain_recurrence(tiny_models, monkeypatch, model_type, shape):
     """h_t = exp(dt_t A) h_{t-1} + dt_t x_t B_t^T, per token (Dao & Gu 2024, eq. 1 with scalar A per head)."""
     import transformers.models.mamba2.modeling_mamba2 as mamba2
 
-    _, hm = tiny_models("mamba2")
+    _, hm = tiny_models(model_type, shape)
     ids = random_ids(1, 11, seed=3)
     calls = _capture_kernel_args(monkeypatch, mamba2, "mamba2_chunk_scan")
     hm.hf_model(ids, use_cache=False)

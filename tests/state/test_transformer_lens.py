@@ -12,8 +12,8 @@ import torch
 
 from mechhybrid import Ablate
 from mechhybrid.state import read_state
-from tests.conftest import build_tiny, random_ids
-from tests.state.helpers import TOL
+from tests.conftest import both_shapes, build_tiny, random_ids
+from tests.state.helpers import ONE_TOKEN_DT_LIMIT, TOL
 
 bridge_module = pytest.importorskip("transformer_lens.model_bridge")
 
@@ -40,26 +40,26 @@ def _word_tokenizer(directory):
 def bridges(tmp_path_factory):
     built = {}
 
-    def get(model_type):
-        if model_type not in built:
+    def get(model_type, shape):
+        if (model_type, shape) not in built:
             # A separate copy of the same weights (same seed): the bridge re-wires the model it wraps.
-            model = build_tiny(model_type)
-            directory = tmp_path_factory.mktemp(model_type)
+            model = build_tiny(model_type, shape=shape)
+            directory = tmp_path_factory.mktemp(f"{model_type}-{shape}")
             model.config.save_pretrained(directory)
             bridge = bridge_module.TransformerBridge.boot_transformers(
                 str(directory), hf_model=model, tokenizer=_word_tokenizer(directory)
             )
-            built[model_type] = bridge
-        return built[model_type]
+            built[model_type, shape] = bridge
+        return built[model_type, shape]
 
     return get
 
 
-@pytest.mark.parametrize("model_type", list(CASES))
-def test_state_equals_transformer_lens_eager_scan(tiny_models, bridges, model_type):
+@pytest.mark.parametrize("model_type,shape", both_shapes(CASES, {("mamba2", "alt"): ONE_TOKEN_DT_LIMIT}))
+def test_state_equals_transformer_lens_eager_scan(tiny_models, bridges, model_type, shape):
     attr, kind = CASES[model_type]
-    _, hm = tiny_models(model_type)
-    bridge = bridges(model_type)
+    _, hm = tiny_models(model_type, shape)
+    bridge = bridges(model_type, shape)
     layers = [c.layer for c in hm.components.by_kind(kind)]
     for layer in layers:
         getattr(bridge.blocks[layer], attr).eager_scan = True
@@ -79,11 +79,11 @@ def test_state_equals_transformer_lens_eager_scan(tiny_models, bridges, model_ty
             assert (ours[(layer, t)].recurrent - trajectory[:, t]).abs().max().item() < TOL, (layer, t)
 
 
-@pytest.mark.parametrize("model_type", list(CASES))
-def test_zero_ablation_equals_transformer_lens(tiny_models, bridges, model_type):
+@pytest.mark.parametrize("model_type,shape", both_shapes(CASES))
+def test_zero_ablation_equals_transformer_lens(tiny_models, bridges, model_type, shape):
     attr, kind = CASES[model_type]
-    _, hm = tiny_models(model_type)
-    bridge = bridges(model_type)
+    _, hm = tiny_models(model_type, shape)
+    bridge = bridges(model_type, shape)
     component = hm.components.by_kind(kind)[1]
     ids = random_ids(2, 8, seed=41)
     with torch.no_grad():

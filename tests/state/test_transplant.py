@@ -9,7 +9,7 @@ from mechhybrid import Ablate, AblateHeads, Capture, Patch, Steer
 from mechhybrid.state import (
     EditState, PatchState, ReadState, logits_many_with_state, read_state, run_with_state, zero_state,
 )
-from tests.conftest import random_ids
+from tests.conftest import both_shapes, random_ids
 from tests.state.helpers import STATEFUL, TOL, max_gap
 
 SEQ, T = 10, 6
@@ -22,11 +22,11 @@ def _clean_corrupt(seed: int):
     return clean, corrupt
 
 
-@pytest.mark.parametrize("model_type", STATEFUL)
-def test_transplant_identity(tiny_models, model_type):
+@pytest.mark.parametrize("model_type,shape", both_shapes(STATEFUL))
+def test_transplant_identity(tiny_models, model_type, shape):
     """Corrupt differs from clean only before T: transplanting every state after T-1 from clean (and patching
     attention outputs at >= T, in hybrids) makes the corrupt run's logits from T on equal the clean run's."""
-    _, hm = tiny_models(model_type)
+    _, hm = tiny_models(model_type, shape)
     clean, corrupt = _clean_corrupt(seed=5)
     attention = list(hm.components.by_kind("attention")) if "attention" in hm.components.kinds() else []
     items = [PatchState(None, T - 1, source_ids=clean)]
@@ -42,8 +42,9 @@ def test_transplant_identity(tiny_models, model_type):
     assert (gap > 1e-3) if attention else (gap < TOL)
 
 
-def test_patch_from_a_state_object_equals_patch_from_source(tiny_models):
-    _, hm = tiny_models("qwen3_5_text")
+@pytest.mark.parametrize("model_type,shape", both_shapes(["qwen3_5_text"]))
+def test_patch_from_a_state_object_equals_patch_from_source(tiny_models, model_type, shape):
+    _, hm = tiny_models(model_type, shape)
     clean, corrupt = _clean_corrupt(seed=6)
     states = read_state(hm, clean, None, [T - 1])
     by_layer = {layer: state for (layer, _), state in states.items()}
@@ -55,9 +56,10 @@ def test_patch_from_a_state_object_equals_patch_from_source(tiny_models):
     assert max_gap(read.states[(1, T - 1)], by_layer[1]) < 1e-6
 
 
-def test_zeroed_state_equals_a_fresh_start(tiny_models):
+@pytest.mark.parametrize("model_type,shape", both_shapes(["mamba2"]))
+def test_zeroed_state_equals_a_fresh_start(tiny_models, model_type, shape):
     """Mamba-2 only (no attention, no positions): zeroing every state after T-1 == running tokens T.. alone."""
-    _, hm = tiny_models("mamba2")
+    _, hm = tiny_models(model_type, shape)
     ids = random_ids(2, SEQ, seed=7)
     edited = run_with_state(hm, ids, [EditState(None, T - 1, zero_state)]).logits
     fresh = hm.logits(ids[:, T:])
@@ -65,9 +67,10 @@ def test_zeroed_state_equals_a_fresh_start(tiny_models):
     assert (hm.logits(ids)[:, T:] - fresh).abs().max().item() > 1e-2
 
 
-def test_edit_carries_forward_but_not_backward(tiny_models):
+@pytest.mark.parametrize("model_type,shape", both_shapes(["mamba2"]))
+def test_edit_carries_forward_but_not_backward(tiny_models, model_type, shape):
     # Not falcon_h1: its random-init Mamba-2 state is ~1e-4, so scaling it moves the logits by only ~1e-7.
-    _, hm = tiny_models("mamba2")
+    _, hm = tiny_models(model_type, shape)
     ids = random_ids(1, SEQ, seed=8)
     plain = hm.logits(ids)
     scaled = run_with_state(hm, ids, [EditState([1], 4, lambda s: s.replace(recurrent=s.recurrent * 3))]).logits
@@ -75,10 +78,10 @@ def test_edit_carries_forward_but_not_backward(tiny_models):
     assert (scaled[:, 5:] - plain[:, 5:]).abs().max().item() > 1e-3
 
 
-@pytest.mark.parametrize("model_type", ["qwen3_5_text", "jamba", "zamba2"])
-def test_foundation_interventions_unchanged_by_segmenting(tiny_models, model_type):
+@pytest.mark.parametrize("model_type,shape", both_shapes(["qwen3_5_text", "jamba", "zamba2"]))
+def test_foundation_interventions_unchanged_by_segmenting(tiny_models, model_type, shape):
     """Foundation interventions run in segments (forced by reads at 2 and 6) == the same in one nnsight forward."""
-    _, hm = tiny_models(model_type)
+    _, hm = tiny_models(model_type, shape)
     ids, other = random_ids(2, SEQ, seed=9), random_ids(2, SEQ, seed=10)
     attention = hm.components.by_kind("attention")[0]
     mixer = [c for c in hm.components if c.kind != "attention" and c.kind != "mlp"][0]
@@ -100,10 +103,10 @@ def test_foundation_interventions_unchanged_by_segmenting(tiny_models, model_typ
         assert (segmented.captures[component] - reference.captures[component]).abs().max().item() < TOL
 
 
-@pytest.mark.parametrize("model_type", ["granitemoehybrid", "jamba"])
-def test_logits_many_with_state_equals_one_by_one(tiny_models, model_type):
+@pytest.mark.parametrize("model_type,shape", both_shapes(["granitemoehybrid", "jamba"]))
+def test_logits_many_with_state_equals_one_by_one(tiny_models, model_type, shape):
     """Stacked sets with different boundaries (a chunk family, and a token family continuing one token at a time)."""
-    _, hm = tiny_models(model_type)
+    _, hm = tiny_models(model_type, shape)
     clean, corrupt = _clean_corrupt(seed=11)
     attention = hm.components.by_kind("attention")[0]
     sets = [
@@ -133,21 +136,23 @@ def test_write_association_makes_the_memory_return_the_value():
     assert torch.equal(written.recurrent[:, 0], memory[:, 0]) and torch.equal(state.recurrent, memory)
 
 
-def test_project_out_and_add_to_state(tiny_models):
+@pytest.mark.parametrize("model_type,shape", both_shapes(["qwen3_5_text"]))
+def test_project_out_and_add_to_state(tiny_models, model_type, shape):
     """Projecting a value direction out of a DeltaNet memory leaves nothing along it for any key; adding a delta
     and subtracting it again is the identity, through the recurrence."""
     from mechhybrid.state import add_to_state, project_out
 
-    _, hm = tiny_models("qwen3_5_text")
+    _, hm = tiny_models(model_type, shape)
     ids = random_ids(1, SEQ, seed=13)
-    direction = torch.randn(8, generator=torch.Generator().manual_seed(14))
+    _, heads, d_k, d_v = read_state(hm, ids, [1], [4])[(1, 4)].recurrent.shape  # base 4, 8, 8; alt 6, 8, 4
+    direction = torch.randn(d_v, generator=torch.Generator().manual_seed(14))
     edited = run_with_state(hm, ids, [EditState([1], 4, project_out(direction, "d_v")), ReadState([1], 4)])
     memory = edited.states[(1, 4)].recurrent  # [batch, head, d_k, d_v]
     assert (memory @ torch.nn.functional.normalize(direction, dim=0)).abs().max().item() < 1e-6
     # The tiny random memory is small (norm ~5e-3), so the projection moves later logits by ~1.5e-5: well
     # above float32 noise (~1e-7), below TOL.
     assert (edited.logits[:, 5:] - hm.logits(ids)[:, 5:]).abs().max().item() > 1e-6
-    delta = torch.randn(4, 8, 8, generator=torch.Generator().manual_seed(15))
+    delta = torch.randn(heads, d_k, d_v, generator=torch.Generator().manual_seed(15))
     round_trip = run_with_state(hm, ids, [EditState([1], 4, add_to_state(delta)),
                                           EditState([1], 4, add_to_state(delta, scale=-1.0))]).logits
     assert (round_trip - hm.logits(ids)).abs().max().item() < TOL
