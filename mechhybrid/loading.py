@@ -17,6 +17,7 @@ from mechhybrid.families import FAMILIES, FAMILY_NAMES, family_for_config
 from mechhybrid.kernels import notice_reference_path
 from mechhybrid.mamba1_scan import use_bounded_scan
 from mechhybrid.model import HybridModel
+from mechhybrid.ssm_step import clamp_one_token_steps
 
 __all__ = ["load", "check_directory", "SMALL_CHECKPOINT_BYTES"]
 
@@ -89,6 +90,7 @@ def _wrap(hf_model, tokenizer, name: str) -> HybridModel:
     hm = HybridModel(_language_model_of(hf_model, name), tokenizer, family, name=name)
     notice_reference_path(hm.components.kinds())
     use_bounded_scan(family.name)  # Mamba-1 without mamba_ssm: the reference scan, bitwise, in bounded memory
+    clamp_one_token_steps(hm.hf_model, family.name)  # Mamba-2's one-token step honours time_step_limit
     return hm
 
 
@@ -203,7 +205,8 @@ def _load_directory(directory: Path, dtype, device_map, allow_pickle: bool, trus
             )
         if damage:
             notices.append(f"{directory}: loaded with allow_missing_weights although {damage}")
-        tokenizer = _load_tokenizer(directory)
+        tokenizer, tokenizer_notice = _load_tokenizer(directory, raw.get("model_type"))
+    notices += [tokenizer_notice] if tokenizer_notice else []
     for notice in notices:
         _say_once(notice)
     return model, tokenizer
@@ -296,19 +299,28 @@ def _quiet_transformers(directory: Path):
             hf_logging.enable_progress_bar()
 
 
-def _load_tokenizer(directory: Path):
+def _load_tokenizer(directory: Path, model_type) -> tuple[object, str | None]:
+    """(tokenizer or None, a notice to say once or None)."""
     if not any((directory / name).exists() for name in ("tokenizer.json", "tokenizer_config.json", "vocab.json")):
-        return None
+        return None, None
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-    # transformers 5 picks the tokenizer class from config.model_type (Qwen2Tokenizer for a qwen2 config) even
-    # when tokenizer_config.json names a generic tokenizers backend: a word-level tokenizer then encodes every
-    # text to []. Honour the generic class when the checkpoint names it.
+    from mechhybrid.zoo.tokenizer import declared_class_overridden
+
+    # transformers 5 replaces a declared generic tokenizer class by the model type's own for some model types
+    # (qwen2 -> Qwen2Tokenizer, a byte-level BPE that encodes a word-level vocabulary into other ids). Only for
+    # such a checkpoint, published without an auto_map that keeps its class, is the declared class honoured.
     settings_path = directory / "tokenizer_config.json"
     settings = json.loads(settings_path.read_text()) if settings_path.is_file() else {}
-    generic = settings.get("tokenizer_class") in ("TokenizersBackend", "PreTrainedTokenizerFast")
-    loader = PreTrainedTokenizerFast if generic else AutoTokenizer
+    declared = settings.get("tokenizer_class")
+    substitute = declared_class_overridden(model_type if isinstance(model_type, str) else None)
+    loader, notice = AutoTokenizer, None
+    if substitute and declared in ("TokenizersBackend", "PreTrainedTokenizerFast") and "auto_map" not in settings:
+        loader = PreTrainedTokenizerFast
+        notice = (f"{directory}: tokenizer_config.json declares {declared}, but transformers loads {substitute} "
+                  f"for model_type {model_type!r}; mechhybrid loads the declared class (plain AutoTokenizer "
+                  "gives other token ids for this checkpoint)")
     try:
-        return loader.from_pretrained(directory, local_files_only=True)
+        return loader.from_pretrained(directory, local_files_only=True), notice
     except Exception as error:
-        raise MechHybridError(f"could not load the tokenizer in {directory}: {error}") from None
+        raise MechHybridError(f"could not load the tokenizer in {directory}: {_first_line(error)}") from None

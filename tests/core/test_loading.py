@@ -265,3 +265,34 @@ def test_bad_selections_positions_heads_and_shapes(tiny_models):
         hm.logits(ids, [Ablate(other.components[:1])])
     with pytest.raises(MechHybridError, match="2-D"):
         hm.logits(ids[0])
+
+
+def test_generic_tokenizer_replaced_by_transformers_is_kept_and_said_once(tmp_path, caplog):
+    """A qwen2 checkpoint that declares a generic word-level tokenizer without an auto_map: transformers' AutoTokenizer
+    would load Qwen2Tokenizer (other ids); mechhybrid loads the declared class and says so. The zoo control (which
+    carries an auto_map) loads through plain AutoTokenizer with no notice."""
+    import shutil
+
+    import mechhybrid
+    from mechhybrid.zoo.registry import zoo_dir
+    from mechhybrid.zoo.tokenizer import encode_words
+
+    source = zoo_dir("transformer")
+    shutil.copytree(source, tmp_path / "m")
+    settings_path = tmp_path / "m" / "tokenizer_config.json"
+    settings = json.loads(settings_path.read_text())
+    settings.pop("auto_map", None)
+    settings_path.write_text(json.dumps(settings))
+    (tmp_path / "m" / "tokenization_zoo.py").unlink(missing_ok=True)
+    words = "the code of anna is".split()
+    expected = [1] + list(encode_words(words))
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="mechhybrid"):
+        hm = mechhybrid.load(str(tmp_path / "m"))
+        assert hm.tokenizer(" ".join(words)).input_ids == expected
+        assert "loads the declared class" in caplog.text
+        caplog.clear()
+        control = mechhybrid.load("zoo:transformer")
+        assert control.tokenizer(" ".join(words)).input_ids == expected
+        assert "declared class" not in caplog.text
