@@ -13,7 +13,8 @@ from mechhybrid.errors import MechHybridError
 from mechhybrid.load_flags import add_load_flags, load_options
 
 from .configs import build_config, config_help, read_config_file
-from .registry import ANALYSES, STUDY_A, get_analysis, run_analysis
+from .outdir import check_out_dir
+from .registry import ANALYSES, STUDY_A, count_jobs, get_analysis, run_analysis
 from .study import run_study
 from .schema import result_path
 from .summary import summarize
@@ -80,16 +81,15 @@ def _options(args, analysis: str, file_options: dict) -> dict:
 
 def _file_sections(path, analyses) -> dict[str, dict]:
     """{analysis: options} from a config file: tables named after analyses hold their own options; every
-    other key (e.g. `limit`, the `data` table) applies to each analysis, which its own table overrides."""
+    other key (e.g. `limit`, the `data` table) applies to each analysis, which its own table overrides.
+    Every analysis-named key must be a table, also for an analysis this command does not run."""
     raw = read_config_file(path) if path else {}
+    for name in ANALYSES:
+        if name in raw and not isinstance(raw[name], dict):
+            raise MechHybridError(f"config file {path}: {name} must be a table of options ([{name}]), "
+                                  f"got {raw[name]!r}")
     shared = {k: v for k, v in raw.items() if k not in ANALYSES}
-    out = {}
-    for name in analyses:
-        own = raw.get(name, {})
-        if not isinstance(own, dict):
-            raise MechHybridError(f"config file {path}: [{name}] must be a table of options")
-        out[name] = {**shared, **own}
-    return out
+    return {name: {**shared, **raw.get(name, {})} for name in analyses}
 
 
 def cmd_run(args) -> int:
@@ -100,8 +100,11 @@ def cmd_run(args) -> int:
     opts = _options(args, analysis.name, _file_sections(args.config, [analysis.name])
                     .get(analysis.name, {}))
     cfg = build_config(analysis.config_cls, opts, where=f"{analysis.name} config")
+    check_out_dir(args.out)  # before the model loads: a bad folder costs no time
     hm = mechhybrid.load(args.model, **load_options(args))
-    with tqdm(desc=f"{hm.name} {analysis.name}", unit="job", disable=args.no_progress) as bar:
+    # The bar's total is known before its first job (and 0 for a finished Result that is reused).
+    total = None if args.no_progress else count_jobs(analysis.name, hm, cfg, args.out, force=args.force)
+    with tqdm(desc=f"{hm.name} {analysis.name}", total=total, unit="job", disable=args.no_progress) as bar:
         _, computed = run_analysis(analysis.name, hm, cfg, args.out, force=args.force, progress=bar)
     state = "written" if computed else "already finished (use --force to recompute)"
     print(f"{result_path(args.out, hm.name, analysis.name)}: {state}")

@@ -6,11 +6,12 @@ import dataclasses
 import hashlib
 import json
 import re
-import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
+
+from .outdir import META, atomic_write, remove_tree
 
 __all__ = ["model_info", "library_versions", "config_dict", "fingerprint", "Checkpoints", "ScoreCache",
            "weights_fingerprint", "stable_seed", "warn"]
@@ -84,7 +85,9 @@ class Checkpoints:
     """Per-condition results of a run in flight, under results/<slug>/<analysis>.partial/.
 
     Each finished condition is one JSON file, so an interrupted run loses at most the chunk in flight.
-    A fingerprint of (model, config, data) guards against reusing checkpoints of another run.
+    A fingerprint of (model, config, data) guards against reusing checkpoints of another run: a folder of
+    another fingerprint is read as empty and replaced when the first condition of this run is saved, so a run
+    that fails before finishing anything neither creates nor deletes a folder.
     """
 
     def __init__(self, directory, fingerprint_: str, cache: "ScoreCache | None" = None):
@@ -92,19 +95,15 @@ class Checkpoints:
         self.fingerprint = fingerprint_
         self.cache = cache
         """Scores shared with the model's other analyses (evaluate_jobs consults it after these)."""
-        meta = self.dir / "_meta.json"
-        if self.dir.exists():
-            try:
-                ok = json.loads(meta.read_text())["fingerprint"] == fingerprint_
-            except (OSError, ValueError, KeyError, TypeError):
-                ok = False
-            if not ok:
-                shutil.rmtree(self.dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        meta.write_text(json.dumps({"fingerprint": fingerprint_}))
+        try:
+            self._ours = json.loads((self.dir / META).read_text())["fingerprint"] == fingerprint_
+        except (OSError, ValueError, KeyError, TypeError):
+            self._ours = False
 
     def get(self, key: str) -> dict | None:
         """The saved arrays of `key`, or None (a damaged checkpoint is recomputed, never trusted)."""
+        if not self._ours:
+            return None
         path = self.dir / _safe_name(key)
         try:
             obj = json.loads(path.read_text())
@@ -115,13 +114,15 @@ class Checkpoints:
             return None
 
     def put(self, key: str, value: dict) -> None:
-        path = self.dir / _safe_name(key)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps({"key": key, "value": _to_json(value)}))
-        tmp.replace(path)
+        if not self._ours:
+            remove_tree(self.dir)  # another run's checkpoints
+            atomic_write(self.dir / META, json.dumps({"fingerprint": self.fingerprint}))
+            self._ours = True
+        atomic_write(self.dir / _safe_name(key), json.dumps({"key": key, "value": _to_json(value)}))
 
     def clear(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
+        remove_tree(self.dir)
+        self._ours = False
 
 
 def _to_json(value):

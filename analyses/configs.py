@@ -11,11 +11,13 @@ import inspect
 import json
 import textwrap
 import tomllib
+import types
+import typing
 from pathlib import Path
 
 from mechhybrid.errors import MechHybridError
 
-__all__ = ["read_config_file", "build_config", "field_help", "config_help"]
+__all__ = ["read_config_file", "build_config", "check_types", "field_help", "config_help"]
 
 
 def read_config_file(path) -> dict:
@@ -43,17 +45,61 @@ def _coerce(value):
     return tuple(value) if isinstance(value, list) else value
 
 
+_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string", dict: "a table"}
+
+
+def _fits(value, hint) -> bool:
+    """Whether `value` is of the annotated type; ints are not booleans (TOML `true` is no count), a float field
+    takes an integer, a tuple field a list or tuple of its element type."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, arg) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if origin is tuple:
+        item = typing.get_args(hint)[0]
+        return isinstance(value, (list, tuple)) and all(_fits(v, item) for v in value)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, origin or hint)
+
+
+def _expected(hint) -> str:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_expected(arg) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return "null (omit the key)"
+    if origin is tuple:
+        item = _expected(typing.get_args(hint)[0]).removeprefix("an ").removeprefix("a ")
+        return f"a list of {item}s"
+    return _NAMES.get(origin or hint, getattr(hint, "__name__", str(hint)))
+
+
+def check_types(config) -> None:
+    """Raise a one-line MechHybridError naming the first field of a Config dataclass whose value is not of its
+    annotated type (`limit = 2.5`, `seed = "x"`, `kinds = "attention"`), before any comparison can fail on it."""
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if not _fits(value, hints[f.name]):
+            shown = list(value) if isinstance(value, tuple) else value  # a TOML/JSON array, as the user wrote it
+            raise MechHybridError(f"{f.name} must be {_expected(hints[f.name])}, got {shown!r} "
+                                  f"({type(shown).__name__})")
+
+
 def build_config(cls, options: dict, where: str = "config"):
-    """cls(**options), with unknown keys and invalid values reported as one-line MechHybridErrors."""
+    """cls(**options), with unknown keys and invalid values reported as one-line MechHybridErrors that start
+    with `where`."""
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(options) - set(names))
     if unknown:
         raise MechHybridError(f"{where}: unknown option(s) {', '.join(unknown)}; valid: {', '.join(names)}")
     try:
         return cls(**{k: _coerce(v) for k, v in options.items()})
-    except MechHybridError:
-        raise
-    except (TypeError, ValueError) as exc:
+    except (MechHybridError, TypeError, ValueError) as exc:
         raise MechHybridError(f"{where}: {exc}") from None
 
 

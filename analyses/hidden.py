@@ -7,29 +7,20 @@ from __future__ import annotations
 
 import torch
 
+from mechhybrid.finite import check_finite
+
 from .timing import FORWARD
 
 __all__ = ["hidden_states_many", "embeddings", "logit_lens_kl"]
 
 
 def hidden_states_many(hm, input_ids: torch.Tensor, sets: list[list]) -> torch.Tensor:
-    """[set, layer, batch, seq, d_model]: hm.hidden_states under each set, as one stacked forward.
-
-    Uses `hm.hidden_states_many` when the model layer offers it; else the engine's stacked plan (the same
-    path logits_many takes); else one forward per set. tests/analyses checks it against the loop."""
+    """[set, layer, batch, seq, d_model]: hm.hidden_states under each set, as one stacked forward (timed),
+    checked finite (a non-finite residual stream is one line naming where it first appeared)."""
     with torch.no_grad(), FORWARD:
-        fn = getattr(hm, "hidden_states_many", None)
-        if callable(fn):
-            return fn(input_ids, sets)
-        try:
-            from mechhybrid.engine import capture_sources, compile_plan
-        except ImportError:
-            return torch.stack([hm.hidden_states(input_ids, s) for s in sets])
-        plan = compile_plan(hm, input_ids, [list(s) for s in sets], phase="prefill")
-        capture_sources(hm, plan)
-        _, hidden = hm._forward(input_ids, plan, None, hidden=True)  # [layer, set * batch, seq, d_model]
-        layers, _, seq, d = hidden.shape
-        return hidden.view(layers, len(sets), input_ids.shape[0], seq, d).transpose(0, 1)
+        hidden = hm.hidden_states_many(input_ids, [list(s) for s in sets])
+    check_finite(hm, input_ids, hidden, what="hidden states")
+    return hidden
 
 
 def embeddings(hm, input_ids: torch.Tensor) -> torch.Tensor:

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 from mechhybrid.errors import MechHybridError
 
+from .configs import check_types
+
 __all__ = ["SharedOptions", "MIXER_KINDS", "ALL_KINDS", "SEMANTICS"]
 
 MIXER_KINDS = ("attention", "ssm", "linear_attention", "recurrent", "conv")
@@ -58,6 +60,7 @@ class SharedOptions:
     """Values `method` may take (a class attribute, not an option)."""
 
     def __post_init__(self):
+        check_types(self)  # first: every check below compares values of the annotated types
         self.kinds = tuple(self.kinds)
         self.benchmarks, self.exclude_benchmarks = tuple(self.benchmarks), tuple(self.exclude_benchmarks)
         if self.method not in self.methods_allowed:
@@ -67,6 +70,8 @@ class SharedOptions:
             raise MechHybridError(f"unknown kind(s) {bad}; kinds: {', '.join(ALL_KINDS)}")
         if "mlp" in self.kinds and not self.include_mlp:
             raise MechHybridError("kinds lists 'mlp' but include_mlp is false: set include_mlp = true")
+        if self.seed < 0:
+            raise MechHybridError(f"seed must be >= 0, got {self.seed}")
         if self.limit < 1:
             raise MechHybridError(f"limit must be >= 1, got {self.limit}")
         if self.max_tokens < 0:
@@ -78,7 +83,9 @@ class SharedOptions:
         overlap = set(self.benchmarks) & set(self.exclude_benchmarks)
         if overlap:
             raise MechHybridError(f"benchmark(s) {sorted(overlap)} are both selected and excluded")
-        if not isinstance(self.data, dict) or not all(isinstance(v, str) for v in self.data.values()):
-            raise MechHybridError("data must map benchmark names to file or directory paths")
+        bad_paths = {k: v for k, v in self.data.items() if not isinstance(v, str)}
+        if bad_paths:
+            name, value = next(iter(bad_paths.items()))
+            raise MechHybridError(f"data.{name} must be a file or directory path (a string), got {value!r}")
         if self.conditions_per_forward < 1 or self.budget_mb <= 0:
             raise MechHybridError("conditions_per_forward must be >= 1 and budget_mb > 0")

@@ -6,7 +6,6 @@ Layout and files: docs/results-schema.md. Every run leaves `OUT/results.csv` in 
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,22 +14,25 @@ from typing import Callable
 from mechhybrid.errors import MechHybridError
 
 from .common import Checkpoints, ScoreCache, config_dict, fingerprint, model_info, warn, weights_fingerprint
+from .outdir import check_out_dir, check_writable, move_aside, prune
 from .schema import (CorruptResultError, Result, iter_result_paths, model_slug, partial_dir, read_result,
                      result_path, update_timings, write_result, write_results_csv)
 from .timing import FORWARD
 
 __all__ = ["Analysis", "ANALYSES", "STUDY_A", "get_analysis", "check_out_dir", "quarantine_corrupt",
-           "run_analysis"]
+           "count_jobs", "run_analysis"]
 
 
 @dataclass(frozen=True)
 class Analysis:
-    """One analysis: its Config class and its run(hm, config, *, checkpoints, progress) -> Result."""
+    """One analysis: its Config class, its run(hm, config, *, checkpoints, progress) -> Result, and
+    count(hm, config) -> the progress steps that run reports."""
 
     name: str
     config_cls: type
     run: Callable
     summary: str
+    count: Callable
 
 
 def _analyses() -> dict[str, Analysis]:
@@ -39,9 +41,10 @@ def _analyses() -> dict[str, Analysis]:
     return {
         "component_ablation": Analysis("component_ablation", ablation.ComponentAblationConfig, ablation.run,
                                        "Study A exp. 1-6: group, random, layer, thirds, perplexity, context, "
-                                       "resilience"),
+                                       "resilience", ablation.count),
         "representation": Analysis("representation", representation.RepresentationConfig, representation.run,
-                                   "Study A exp. 7: residual-stream diagnostics per ablated component"),
+                                   "Study A exp. 7: residual-stream diagnostics per ablated component",
+                                   representation.count),
     }
 
 
@@ -56,21 +59,6 @@ def get_analysis(name: str) -> Analysis:
     return ANALYSES[name]
 
 
-def check_out_dir(out_dir) -> Path:
-    """The output directory, created if needed; a clear error if it is a file or cannot be written."""
-    out = Path(out_dir)
-    for parent in [out, *out.parents]:
-        if parent.exists() and not parent.is_dir():
-            raise MechHybridError(f"output path {parent} exists and is not a directory")
-    try:
-        (out / "results").mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise MechHybridError(f"cannot create output directory {out}: {exc.strerror}") from None
-    if not os.access(out, os.W_OK):
-        raise MechHybridError(f"output directory {out} is not writable")
-    return out
-
-
 def quarantine_corrupt(out_dir) -> list[Path]:
     """Move every unreadable results JSON aside (`.json.corrupt`, bytes kept) and say so; returns the
     original paths. A corrupt file is never trusted: its analysis is recomputed by the next run."""
@@ -79,28 +67,38 @@ def quarantine_corrupt(out_dir) -> list[Path]:
         try:
             read_result(path)
         except CorruptResultError as exc:
-            target = path.with_name(path.name + ".corrupt")
-            os.replace(path, target)
-            warn(f"{exc}; moved to {target.name}, it will be recomputed")
+            _set_aside(path, exc)
             moved.append(path)
     return moved
 
 
-def _finished(path: Path, cfg_dict: dict, info: dict, weights: str) -> bool:
-    """True if `path` holds a valid Result of this very model, weights and config (the resume test)."""
+def _set_aside(path: Path, exc: CorruptResultError) -> None:
+    target = path.with_name(path.name + ".corrupt")
+    move_aside(path, target)
+    warn(f"{exc}; moved to {target.name}, it will be recomputed")
+
+
+def _stored(path: Path, cfg_dict: dict, info: dict, weights: str) -> str | CorruptResultError:
+    """What `path` holds: "finished" (a valid Result of this very model, weights and config), "other" (of
+    another config or model), "none", or the error that makes it corrupt. Reads only."""
     if not path.exists():
-        return False
+        return "none"
     try:
         res = read_result(path)
     except CorruptResultError as exc:
-        target = path.with_name(path.name + ".corrupt")
-        os.replace(path, target)
-        warn(f"{exc}; moved to {target.name}, recomputing")
-        return False
-    if (res.config != cfg_dict or res.model != info or res.extra.get("weights_fingerprint") != weights):
+        return exc
+    same = res.config == cfg_dict and res.model == info and res.extra.get("weights_fingerprint") == weights
+    return "finished" if same else "other"
+
+
+def _finished(path: Path, cfg_dict: dict, info: dict, weights: str) -> bool:
+    """The resume test: True if `path` holds this very Result; a corrupt one is set aside, said once."""
+    state = _stored(path, cfg_dict, info, weights)
+    if isinstance(state, CorruptResultError):
+        _set_aside(path, state)
+    elif state == "other":
         warn(f"{path} was computed with another config or model; recomputing")
-        return False
-    return True
+    return state == "finished"
 
 
 def _checkpoints(out: Path, hm, name: str, cfg_dict: dict, weights: str, force: bool, clear_cache: bool):
@@ -108,12 +106,21 @@ def _checkpoints(out: Path, hm, name: str, cfg_dict: dict, weights: str, force: 
     cache = ScoreCache(slug_dir / "_scores", hm)
     if clear_cache:
         cache.clear()
-        cache = ScoreCache(slug_dir / "_scores", hm)
     part = partial_dir(out, hm.name, name)
-    fp = fingerprint(name, model_info(hm), cfg_dict, weights)
+    ckpt = Checkpoints(part, fingerprint(name, model_info(hm), cfg_dict, weights), cache=cache)
     if force:
-        Checkpoints(part, fp).clear()
-    return Checkpoints(part, fp, cache=cache)
+        ckpt.clear()
+    return ckpt
+
+
+def count_jobs(name: str, hm, config, out_dir, *, force: bool = False) -> int:
+    """How many progress steps `run_analysis` will report for these arguments (0 for a finished Result it
+    will reuse), known before its first job: a study's bar shows its whole total from the start."""
+    analysis = get_analysis(name)
+    path = result_path(out_dir, hm.name, name)
+    if not force and _stored(path, config_dict(config), model_info(hm), weights_fingerprint(hm)) == "finished":
+        return 0
+    return analysis.count(hm, config)
 
 
 def run_analysis(name: str, hm, config, out_dir, *, force: bool = False, progress=None,
@@ -121,16 +128,31 @@ def run_analysis(name: str, hm, config, out_dir, *, force: bool = False, progres
     """Run one analysis into out_dir unless a finished Result exists (`force` recomputes, and by default
     also empties the model's shared score cache: `clear_cache`).
 
-    Returns (result, computed): computed is False when the stored Result was reused."""
+    Returns (result, computed): computed is False when the stored Result was reused. A failure leaves the
+    output folder as it was, less nothing that was finished (analyses/outdir.py)."""
     analysis = get_analysis(name)
     out = check_out_dir(out_dir)
+    model_dir = out / "results" / model_slug(hm.name)
+    check_writable(model_dir)
+    out_existed = out.exists()
     info, cfg_dict, weights = model_info(hm), config_dict(config), weights_fingerprint(hm)
     path = result_path(out, hm.name, name)
     if not force and _finished(path, cfg_dict, info, weights):
         if progress is not None:
             progress.set_postfix_str("done earlier")
         return read_result(path), False
-    ckpt = _checkpoints(out, hm, name, cfg_dict, weights, force, force if clear_cache is None else clear_cache)
+    try:
+        return _compute(analysis, hm, config, out, force, progress, write_csv, clear_cache, weights), True
+    except BaseException:
+        prune(out, model_dir, remove_out=not out_existed)
+        raise
+
+
+def _compute(analysis: Analysis, hm, config, out: Path, force: bool, progress, write_csv: bool,
+             clear_cache: bool | None, weights: str) -> Result:
+    cfg_dict = config_dict(config)
+    ckpt = _checkpoints(out, hm, analysis.name, cfg_dict, weights, force,
+                        force if clear_cache is None else clear_cache)
     FORWARD.reset()
     t0 = time.perf_counter()
     result = analysis.run(hm, config, checkpoints=ckpt, progress=progress)
@@ -138,8 +160,8 @@ def run_analysis(name: str, hm, config, out_dir, *, force: bool = False, progres
     result.extra["weights_fingerprint"] = weights
     write_result(result, out)
     ckpt.clear()
-    update_timings(out, f"{model_slug(hm.name)}/{name}",
+    update_timings(out, f"{model_slug(hm.name)}/{analysis.name}",
                    {"wall_s": round(wall, 3), "forward_s": round(FORWARD.total, 3), "forwards": FORWARD.calls})
     if write_csv:
         write_results_csv(out)
-    return result, True
+    return result

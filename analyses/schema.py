@@ -11,11 +11,12 @@ import csv
 import io
 import json
 import math
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from mechhybrid.errors import MechHybridError
+
+from .outdir import atomic_write, locked
 
 __all__ = [
     "SCHEMA_VERSION", "CSV_COLUMNS", "METHODS", "Row", "DataInfo", "Result", "CorruptResultError",
@@ -159,17 +160,9 @@ def partial_dir(out_dir, model_name: str, analysis: str) -> Path:
     return Path(out_dir) / "results" / model_slug(model_name) / f"{analysis}.partial"
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    # Write then rename: an interrupted run never leaves a half-written JSON that looks finished.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def write_result(result: Result, out_dir) -> Path:
     path = result_path(out_dir, result.model["name"], result.analysis)
-    _atomic_write(path, result.to_json())
+    atomic_write(path, result.to_json())
     return path
 
 
@@ -236,7 +229,7 @@ def write_results_csv(out_dir) -> Path:
     writer.writerow(CSV_COLUMNS)
     writer.writerows(lines)
     path = Path(out_dir) / "results.csv"
-    _atomic_write(path, buf.getvalue())
+    atomic_write(path, buf.getvalue())
     return path
 
 
@@ -251,11 +244,9 @@ def read_timings(out_dir) -> dict:
 
 
 def update_timings(out_dir, key: str, entry: dict) -> None:
-    import fcntl
-
-    # A parallel study (`--jobs`) updates timings.json from several processes: one at a time, or updates are lost.
-    with open(Path(out_dir) / "timings.json.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    """Set `key` in OUT/timings.json. A parallel study (`--jobs`) updates it from several processes: they take
+    turns under a lock on the folder itself, so no update is lost and no lock file is left."""
+    with locked(Path(out_dir)):
         timings = read_timings(out_dir)
         timings[key] = entry
-        _atomic_write(Path(out_dir) / "timings.json", json.dumps(timings, indent=1, sort_keys=True) + "\n")
+        atomic_write(Path(out_dir) / "timings.json", json.dumps(timings, indent=1, sort_keys=True) + "\n")

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from mechhybrid.errors import MechHybridError
+from mechhybrid.finite import check_finite
 
 from .tasks import LOSS_CLAMP, GenTask, Seq, SeqScores, Task
 from .timing import FORWARD
@@ -124,6 +125,17 @@ def _span_masks(ids: torch.Tensor, seqs: list[Seq]) -> torch.Tensor:
     return torch.stack(masks).to(ids.device)
 
 
+def _finite(hm, ids: torch.Tensor, logits: torch.Tensor, cond: Condition) -> torch.Tensor:
+    """`logits`, after checking that they are finite: a damaged model (NaN weights, a half-precision overflow)
+    ends the analysis with one line naming the model, the condition and where the first non-finite value
+    appeared, instead of a loss of NaN that would read as a finding."""
+    try:
+        check_finite(hm, ids, logits)
+    except MechHybridError as exc:
+        raise MechHybridError(f"{exc} (condition {cond.name}, method {cond.method})") from None
+    return logits
+
+
 def _span_stats(logits: torch.Tensor, ids: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     """One set's logits [batch, seq, vocab] -> [5, span]: logp, clamped nll, tokens, clamped, exact.
 
@@ -161,32 +173,15 @@ def score_seqs(hm, seqs: list[Seq], conds: list[Condition], refs: References | N
         chunk = max(1, int(budget_mb * 2**20 // (4 * len(idx) * width * vocab)))
         for c0 in range(0, n_sets, chunk):
             sets = [interventions_for(c, ids, refs) for c in conds[c0:c0 + chunk]]
+            in_order = iter(conds[c0:c0 + chunk])  # logits_many reduces the sets one by one, in order
             with torch.no_grad(), FORWARD:
-                stats = hm.logits_many(ids, sets, reduce=lambda part: _span_stats(part, ids, masks),
-                                       max_rows=len(sets) * len(idx))
+                stats = hm.logits_many(
+                    ids, sets, reduce=lambda part: _span_stats(_finite(hm, ids, part, next(in_order)), ids, masks),
+                    max_rows=len(sets) * len(idx))
             stats = stats.double().cpu().numpy()  # [set, 5, span]
             for k in range(5):
                 out[k][c0:c0 + len(sets), cols] = stats[:, k]
     return SeqScores(*out)
-
-
-def _generator(hm, task: GenTask):
-    """hm.generate, or mechhybrid.generation.generate (issue 4); a clear error where neither exists."""
-    if callable(getattr(hm, "generate", None)):
-        return hm.generate
-    try:
-        from mechhybrid.generation import generate
-    except ImportError:
-        raise MechHybridError(f"benchmark {task.name!r} is generative and needs greedy generation, which this "
-                              "mechhybrid lacks; leave it out (exclude_benchmarks)") from None
-    return lambda ids, interventions, max_new_tokens: generate(hm, ids, interventions, max_new_tokens)
-
-
-def _new_tokens(out, prompt_len: int) -> list[int]:
-    """The generated continuation, from a Generation (`.tokens`) or a [batch, seq] / [seq] tensor."""
-    tokens = getattr(out, "tokens", out)
-    tokens = tokens[0] if tokens.ndim == 2 else tokens
-    return tokens[prompt_len:].tolist()
 
 
 def _score_gen(hm, task: GenTask, conds: list[Condition], refs) -> list[dict[str, np.ndarray]]:
@@ -194,15 +189,15 @@ def _score_gen(hm, task: GenTask, conds: list[Condition], refs) -> list[dict[str
 
     if task.tokenizer is None:
         raise MechHybridError(f"benchmark {task.name!r} needs the model's tokenizer to read its answers")
-    generate = _generator(hm, task)
     results = []
     for cond in conds:
         correct = []
         for item in task.items:
             ids = torch.tensor([item.prompt], dtype=torch.long)
             with torch.no_grad(), FORWARD:
-                out = generate(ids, interventions_for(cond, ids, refs), max_new_tokens=task.max_new_tokens)
-            text = task.tokenizer.decode(_new_tokens(out, len(item.prompt)), skip_special_tokens=True)
+                out = hm.generate(ids, interventions_for(cond, ids, refs), max_new_tokens=task.max_new_tokens)
+            _finite(hm, out.tokens, out.logits, cond)
+            text = task.tokenizer.decode(out.new_tokens[0].tolist(), skip_special_tokens=True)
             correct.append(float(extract_answer(text) == item.answer))
         results.append({"correct": np.asarray(correct)})
     return results

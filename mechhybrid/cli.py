@@ -16,10 +16,12 @@ from mechhybrid.load_flags import add_load_flags, load_from_args
 
 
 def cmd_inspect(args) -> int:
-    """Print the component map (layer, kind, path, heads, params), family, topology and totals."""
+    """Print the component map (name, kind, heads, params, what each output is added into and by which factor,
+    path), family, topology and totals."""
     hm = load_from_args(args)
     rows = [
-        {"layer": c.layer, "kind": c.kind, "path": c.path, "heads": c.n_heads, "params": c.n_params}
+        {"name": c.name, "layer": c.layer, "kind": c.kind, "path": c.path, "heads": c.n_heads, "params": c.n_params,
+         "writes_to": c.writes_to, "residual_scale": c.residual_scale}
         for c in hm.components
     ]
     summary = {
@@ -31,10 +33,12 @@ def cmd_inspect(args) -> int:
         print(json.dumps(summary, indent=2))
         return 0
     print(f"{hm.name}: family {hm.family}, {hm.topology}, {hm.n_layers} layers, {hm.n_params:,} parameters")
-    print(f"{'layer':>5}  {'kind':<16}  {'heads':>5}  {'params':>12}  path")
+    print(f"{'name':<16}  {'kind':<16}  {'heads':>5}  {'params':>12}  {'writes to':<16}  path")
     for row in rows:
         heads = "-" if row["heads"] is None else row["heads"]
-        print(f"{row['layer']:>5}  {row['kind']:<16}  {heads:>5}  {row['params']:>12,}  {row['path']}")
+        scale = "" if row["residual_scale"] == 1 else f" x{row['residual_scale']:g}"
+        print(f"{row['name']:<16}  {row['kind']:<16}  {heads:>5}  {row['params']:>12,}  "
+              f"{row['writes_to'] + scale:<16}  {row['path']}")
     totals = ", ".join(f"{kind}: {count}" for kind, count in summary["kinds"].items())
     print(f"components: {len(rows)} ({totals})")
     return 0
@@ -89,6 +93,16 @@ def _study_then_report(args) -> int:
     return cmd_report(argparse.Namespace(dir=Path(args.out), screenshot=False))
 
 
+def _zoo_hint(args, error: MechHybridError) -> str:
+    """"; did you mean zoo:NAME?" when the error is about a model source that is the bare name of a zoo model."""
+    from mechhybrid.zoo.registry import suggest_zoo
+
+    sources = [getattr(args, "model", None), *(getattr(args, "models", None) or [])]
+    for source in sources:
+        hint = suggest_zoo(source) if isinstance(source, str) and source in str(error) else None
+        if hint:
+            return f"; did you mean {hint}?"
+    return ""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -101,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler = getattr(args, "handler", None) or args.func
         return int(handler(args) or 0)
     except MechHybridError as error:
-        print(f"mechhybrid: error: {error}", file=sys.stderr)
+        print(f"mechhybrid: error: {error}{_zoo_hint(args, error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("mechhybrid: interrupted; results already written are kept", file=sys.stderr)

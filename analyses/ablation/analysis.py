@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mechhybrid.errors import MechHybridError
 
-from ..common import Checkpoints, config_dict, library_versions, model_info
+from ..common import Checkpoints, config_dict, library_versions, model_info, warn
 from ..data import TaskSet, load_tasks, model_max_len
 from ..evaluate import Job, evaluate_jobs
 from ..schema import Result
@@ -13,7 +13,7 @@ from . import conditions as C
 from .config import ComponentAblationConfig
 from .rows import resilience_summary_rows, score_rows
 
-__all__ = ["run", "plan", "ANALYSIS"]
+__all__ = ["run", "plan", "count", "ANALYSIS"]
 
 ANALYSIS = "component_ablation"
 
@@ -41,8 +41,10 @@ def _context_tasks(hm, ts: TaskSet, cfg: ComponentAblationConfig) -> dict[int, s
     return out
 
 
-def plan(hm, cfg: ComponentAblationConfig, ts: TaskSet) -> tuple[list[tuple[str, Job]], dict[int, str]]:
-    """Every (row condition name, job) of the run, and the context tasks by length."""
+def plan(hm, cfg: ComponentAblationConfig, ts: TaskSet,
+         say=warn) -> tuple[list[tuple[str, Job]], dict[int, str]]:
+    """Every (row condition name, job) of the run, and the context tasks by length; `say` tells the user
+    what is left out (the count before a run says nothing, the run itself says it once)."""
     needs_lm = bool(cfg.context_lengths) or cfg.resilience_removed != ()
     if needs_lm and ts.lm is None:
         raise MechHybridError(f"{ANALYSIS}: context stress and resilience need a language-modelling benchmark "
@@ -55,7 +57,7 @@ def plan(hm, cfg: ComponentAblationConfig, ts: TaskSet) -> tuple[list[tuple[str,
     for m in cfg.methods:
         main += C.group_conditions(hm, kinds, m)
         if cfg.random_trials:
-            main += C.random_conditions(hm, kinds, m, cfg, ts.notes)
+            main += C.random_conditions(hm, kinds, m, cfg, ts.notes, say)
         if cfg.thirds:
             main += C.third_conditions(hm, kinds, m)
         if cfg.sweep:
@@ -67,7 +69,7 @@ def plan(hm, cfg: ComponentAblationConfig, ts: TaskSet) -> tuple[list[tuple[str,
         groups = [g for m in cfg.methods for g in C.group_conditions(hm, kinds, m)]
         jobs += [(f"context:{length}:{c.name}", Job(task, c)) for c in [C.BASELINE] + groups]
     if cfg.resilience_removed != ():
-        jobs += [(c.name, Job(ts.lm, c)) for c in C.resilience_conditions(hm, cfg)]
+        jobs += [(c.name, Job(ts.lm, c)) for c in C.resilience_conditions(hm, cfg, ts.notes)]
     return jobs, ctx
 
 
@@ -86,6 +88,14 @@ def _rows(jobs, scores, ts: TaskSet, cfg: ComponentAblationConfig) -> list:
     for k, trials in by_k.items():
         rows += resilience_summary_rows(k, trials, scores[Job(ts.lm, C.BASELINE).key], cfg.seed)
     return rows
+
+
+def count(hm, config: ComponentAblationConfig | None = None, *, tasks: TaskSet | None = None) -> int:
+    """The progress steps `run` reports with these arguments: one per distinct (benchmark, condition) job."""
+    cfg = config if config is not None else ComponentAblationConfig()
+    ts = tasks if tasks is not None else load_tasks(hm, cfg, ANALYSIS)
+    jobs, _ = plan(hm, cfg, TaskSet(dict(ts.tasks), ts.refs, list(ts.notes)), say=lambda message: None)
+    return len(dict.fromkeys(j for _, j in jobs))
 
 
 def run(hm, config: ComponentAblationConfig | None = None, *, tasks: TaskSet | None = None,

@@ -17,7 +17,7 @@ __all__ = ["ablated_kinds", "group_conditions", "random_conditions", "sweep_cond
 
 BASELINE = Condition("baseline", "none")
 MAX_ENUM = 10_000
-"""Up to this many possible subsets, random trials are distinct subsets (see distinct_draws)."""
+"""Up to this many possible subsets, draws are a seeded shuffle of all of them; beyond, drawn until distinct."""
 THIRDS = ("early", "middle", "late")
 
 
@@ -38,25 +38,36 @@ def group_conditions(hm, kinds, method: str) -> list[Condition]:
 
 
 def distinct_draws(pool: list, k: int, trials: int, seed: int) -> list[tuple]:
-    """`trials` random k-subsets of `pool` (in pool order), all different while there are enough.
+    """Up to `trials` different random k-subsets of `pool` (each in pool order); never one subset twice.
 
-    A 4-layer model has only 4 ways to remove one layer: independent draws would repeat some and miss
-    others, so trials cycle through a seeded shuffle of every subset when there are at most MAX_ENUM."""
+    A 4-layer model has only 4 ways to remove one layer: then every subset is taken once, and the caller
+    reports fewer trials (n) rather than a median that counts one subset twice."""
     rng = random.Random(seed)
     if math.comb(len(pool), k) <= MAX_ENUM:
         combos = list(itertools.combinations(range(len(pool)), k))
         rng.shuffle(combos)
-        picks = [combos[t % len(combos)] for t in range(trials)]
-    else:  # so many subsets that independent draws almost never repeat
-        picks = [tuple(sorted(rng.sample(range(len(pool)), k))) for _ in range(trials)]
+        picks = combos[:trials]
+    else:  # too many subsets to list: draw until `trials` different ones
+        seen: dict[tuple, None] = {}
+        while len(seen) < trials:
+            seen.setdefault(tuple(sorted(rng.sample(range(len(pool)), k))))
+        picks = list(seen)
     return [tuple(pool[i] for i in pick) for pick in picks]
 
 
-def random_conditions(hm, kinds, method: str, cfg: ComponentAblationConfig, notes: list) -> list[Condition]:
+def _note_fewer(notes: list, what: str, n: int, trials: int) -> None:
+    note = f"{what}: only {n} distinct set(s) exist, each taken once (n={n}, not {trials} trials)"
+    if n < trials and note not in notes:
+        notes.append(note)
+
+
+def random_conditions(hm, kinds, method: str, cfg: ComponentAblationConfig, notes: list,
+                      say=warn) -> list[Condition]:
     """Matched random controls: as many components as group:<kind>, drawn from every other component.
 
     Draws depend on (seed, kind) only, so every method ablates the same random components. A group with
-    fewer other components than its own size (a pure model) has no control: said once in `notes`."""
+    fewer other components than its own size (a pure model) has no control, and one with fewer distinct
+    draws than `random_trials` gets each once: both are said in `notes` (the former also through `say`)."""
     out = []
     for kind in kinds:
         group = hm.components.by_kind(kind)
@@ -66,9 +77,10 @@ def random_conditions(hm, kinds, method: str, cfg: ComponentAblationConfig, note
                     f"{len(pool)} others to draw from")
             if note not in notes:
                 notes.append(note)
-                warn(f"{hm.name}: {note}")
+                say(f"{hm.name}: {note}")
             continue
         draws = distinct_draws(pool, len(group), cfg.random_trials, stable_seed(cfg.seed, "random", kind))
+        _note_fewer(notes, f"random:{kind}", len(draws), cfg.random_trials)
         out += [Condition(f"random:{kind}:{t}", method, comps) for t, comps in enumerate(draws)]
     return out
 
@@ -99,8 +111,9 @@ def removed_counts(hm, cfg: ComponentAblationConfig) -> tuple[int, ...]:
     return counts
 
 
-def resilience_conditions(hm, cfg: ComponentAblationConfig) -> list[Condition]:
-    """`resilience:<n>:<trial>`: n random whole layers skipped (one component per layer names the layer)."""
+def resilience_conditions(hm, cfg: ComponentAblationConfig, notes: list) -> list[Condition]:
+    """`resilience:<n>:<trial>`: n random whole layers skipped (one component per layer names the layer); a
+    count with fewer distinct layer sets than `resilience_trials` runs each set once (said in `notes`)."""
     first = {}
     for c in hm.components:
         first.setdefault(c.layer, c)
@@ -108,5 +121,6 @@ def resilience_conditions(hm, cfg: ComponentAblationConfig) -> list[Condition]:
     out = []
     for k in removed_counts(hm, cfg):
         draws = distinct_draws(layers, k, cfg.resilience_trials, stable_seed(cfg.seed, "resilience", k))
+        _note_fewer(notes, f"resilience:{k}", len(draws), cfg.resilience_trials)
         out += [Condition(f"resilience:{k}:{t}", "skip", comps) for t, comps in enumerate(draws)]
     return out

@@ -45,9 +45,9 @@ class ComponentAblationConfig(SharedOptions):
 
     def __post_init__(self):
         super().__post_init__()
-        self.context_lengths = tuple(int(n) for n in self.context_lengths)
+        self.context_lengths = tuple(self.context_lengths)
         if self.resilience_removed is not None:
-            self.resilience_removed = tuple(int(n) for n in self.resilience_removed)
+            self.resilience_removed = tuple(self.resilience_removed)
         if self.random_trials in (1, 2) or self.random_trials < 0:
             raise MechHybridError("random_trials must be 0 (off) or >= 3: fewer draws cannot show the spread")
         if self.resilience_trials < 5:

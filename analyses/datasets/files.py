@@ -1,6 +1,7 @@
 """Finding a split in a local path (a file, a directory, a datasets/hub cache) and reading its records.
 
-Formats: parquet, JSON Lines, JSON (a list of records), and the Arrow stream files of the `datasets` cache.
+Formats: parquet, JSON Lines or a JSON array of records (either suffix), and the Arrow files of the `datasets`
+cache.
 Nothing is downloaded.
 """
 
@@ -11,6 +12,8 @@ import json
 from pathlib import Path
 
 from mechhybrid.errors import MechHybridError
+
+from .fields import Record
 
 __all__ = ["SUFFIXES", "find_split", "read_records", "files_version"]
 
@@ -48,7 +51,23 @@ def find_split(path, splits: tuple[str, ...], prefer: tuple[str, ...] = (), requ
     return []
 
 
-def _read_one(path: Path) -> list[dict]:
+def _read_json(path: Path) -> list:
+    """A JSON array of records, or JSON Lines (one record a line), whatever the file's suffix says: copies
+    of the data sets come both ways."""
+    text = path.read_text(encoding="utf-8")
+    if text.lstrip().startswith("["):
+        return json.loads(text)
+    out = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                out.append(json.loads(line))
+            except ValueError as exc:
+                raise ValueError(f"line {number} is not JSON ({exc})") from None
+    return out
+
+
+def _read_one(path: Path) -> list:
     suffix = path.suffix.lower()
     if suffix == ".parquet":
         import pyarrow.parquet as pq
@@ -62,23 +81,24 @@ def _read_one(path: Path) -> list[dict]:
                 return pa.ipc.open_stream(source).read_all().to_pylist()
             except pa.ArrowInvalid:
                 return pa.ipc.open_file(source).read_all().to_pylist()
-    text = path.read_text(encoding="utf-8")
-    if suffix == ".jsonl" or not text.lstrip().startswith("["):
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-    return json.loads(text)
+    return _read_json(path)
 
 
-def read_records(paths: list[Path]) -> list[dict]:
-    """Every record of the files, in file order; one clear error for an unreadable file."""
+def read_records(paths: list[Path]) -> list[Record]:
+    """Every record of the files, in file order, each knowing its file and index; one clear error for an
+    unreadable file or a record that is not an object."""
     records = []
     for path in paths:
         try:
             part = _read_one(path)
         except Exception as exc:  # pyarrow, json and OS errors all mean "cannot read this file"
             raise MechHybridError(f"cannot read data file {path}: {str(exc).splitlines()[0][:200]}") from None
-        if not isinstance(part, list) or not all(isinstance(r, dict) for r in part):
-            raise MechHybridError(f"data file {path} does not hold records")
-        records += part
+        if not isinstance(part, list):
+            raise MechHybridError(f"data file {path} does not hold records (a JSON array or one object a line)")
+        for index, rec in enumerate(part):
+            if not isinstance(rec, dict):
+                raise MechHybridError(f"data file {path} record {index} is not an object of fields")
+            records.append(Record(rec, path, index))
     return records
 
 

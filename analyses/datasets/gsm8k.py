@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from mechhybrid.errors import MechHybridError
 
 from ..sampling import sample_indices
 from ..tasks import GenItem, GenTask
 from .choice import encode
+from .fields import Record, bad, text
 from .files import files_version, find_split, read_records
 
 __all__ = ["read_gsm8k", "extract_answer", "gold_answer"]
@@ -23,10 +25,14 @@ def _normal(number: str) -> str:
     return number
 
 
-def gold_answer(answer: str) -> str:
+def gold_answer(answer: str, rec: Record | None = None) -> str:
+    """N of the answer's '#### N' line; `rec`, when given, is named in the error."""
     m = _NUMBER.search(answer)
     if m is None:
-        raise MechHybridError("gsm8k: an answer lacks its '#### N' line (is this the public gsm8k schema?)")
+        problem = "lacks its '#### N' line (is this the public gsm8k schema?)"
+        if rec is not None:
+            raise bad("gsm8k", rec, "answer", problem)
+        raise MechHybridError(f"gsm8k: an answer {problem}")
     return _normal(m.group(1))
 
 
@@ -37,21 +43,20 @@ def extract_answer(text: str) -> str | None:
     return _normal(m.group(1)) if m else None
 
 
+def _shot(rec: Record) -> str:
+    return f"Question: {text(rec, 'question', 'gsm8k')}\nAnswer: {text(rec, 'answer', 'gsm8k')}\n\n"
+
+
 def read_gsm8k(path, tokenizer, limit, seed, shots: int = 8, max_new_tokens: int = 128) -> GenTask:
     files = find_split(path, ("test",), ("main",), ident="gsm8k")
     records = read_records(files)
     chosen = sample_indices(len(records), limit, seed)
-    from pathlib import Path
-
     root = Path(path).expanduser()
     root = root if root.is_dir() else root.parent
     shot_files = [f for f in find_split(root, ("train",), ("main",), False, "gsm8k") if f not in files]
     pool = read_records(shot_files) if shot_files else [r for i, r in enumerate(records) if i not in set(chosen)]
-    for rec in records[:1] + pool[:1]:
-        if "question" not in rec or "answer" not in rec:
-            raise MechHybridError("gsm8k: records need 'question' and 'answer' fields")
-    head = "".join(f"Question: {r['question']}\nAnswer: {r['answer']}\n\n" for r in pool[:shots])
-    items = tuple(GenItem(encode(tokenizer, f"{head}Question: {records[i]['question']}\nAnswer:", True),
-                          gold_answer(records[i]["answer"])) for i in chosen)
+    head = "".join(_shot(r) for r in pool[:shots])
+    items = tuple(GenItem(encode(tokenizer, f"{head}Question: {text(rec, 'question', 'gsm8k')}\nAnswer:", True),
+                          gold_answer(text(rec, "answer", "gsm8k"), rec)) for rec in (records[i] for i in chosen))
     return GenTask("gsm8k", files_version("gsm8k", "test", files), items, max_new_tokens=max_new_tokens,
                    tokenizer=tokenizer)

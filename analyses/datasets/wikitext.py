@@ -8,6 +8,7 @@ from mechhybrid.errors import MechHybridError
 
 from ..tasks import LMTask
 from .choice import encode
+from .fields import text
 from .files import files_version, find_split, read_records
 
 __all__ = ["read_wikitext", "N_REF_WINDOWS"]
@@ -20,9 +21,9 @@ def read_wikitext(path, tokenizer, limit, seed, doc_tokens: int = 2048):
     the text is one stream); seed is unused."""
     files = find_split(path, ("validation",), ("2-raw",), ident="wikitext")
     records = read_records(files)
-    if not records or "text" not in records[0]:
-        raise MechHybridError("wikitext: records need a 'text' field (is this the public wikitext schema?)")
-    ids = encode(tokenizer, "".join(str(r["text"]) for r in records), True)
+    if not records:
+        raise MechHybridError(f"wikitext: no records in {files[0]}")
+    ids = encode(tokenizer, "".join(text(r, "text", "wikitext") for r in records), True)
     n = len(ids) // doc_tokens
     if n == 0:
         raise MechHybridError(f"wikitext: the text has {len(ids)} tokens, fewer than one window of {doc_tokens}")

@@ -2,6 +2,6 @@
 
 from .config import RepresentationConfig
 from .diagnostics import DIAGNOSTICS
-from .analysis import ANALYSIS, run
+from .analysis import ANALYSIS, count, run
 
-__all__ = ["RepresentationConfig", "run", "ANALYSIS", "DIAGNOSTICS"]
+__all__ = ["RepresentationConfig", "run", "count", "ANALYSIS", "DIAGNOSTICS"]

@@ -22,7 +22,7 @@ from .config import RepresentationConfig
 from .diagnostics import DIAGNOSTICS, component_diagnostics
 from .models import cka_models_rows
 
-__all__ = ["run", "ANALYSIS"]
+__all__ = ["run", "count", "ANALYSIS"]
 
 ANALYSIS = "representation"
 
@@ -53,8 +53,8 @@ def _diagnostics(hm, x, conds, refs, cfg, checkpoints) -> dict[str, dict]:
     if not todo:
         return out
     x = x.to(hm.hf_model.device)
+    base = hidden_states_many(hm, x, [[]])[0]  # checked finite
     with torch.no_grad():
-        base = hm.hidden_states(x)
         caps = hm.run(x, [Capture([c.components[0] for c in todo])]).captures
     emb = embeddings(hm, x)
     per_set = base.numel() * base.element_size()
@@ -104,19 +104,33 @@ def _rows(conds, diags, behaviour, cfg, n_tokens) -> list[Row]:
     return rows
 
 
+def _plan(hm, cfg: RepresentationConfig, ts: TaskSet):
+    """(diagnostic inputs, conditions, scoring jobs, other models to compare with)."""
+    x = diag_inputs(hm, ts, cfg)
+    conds = sweep_conditions(hm, ablated_kinds(hm, cfg), cfg.method)
+    if not conds:
+        raise MechHybridError(f"{ANALYSIS}: model {hm.name} has no component of the selected kinds")
+    jobs = [Job(b, c) for c in [BASELINE] + conds for b in ts.tasks]
+    others = [m for m in dict.fromkeys(cfg.compare_with) if m != hm.name]
+    return x, conds, jobs, others
+
+
+def count(hm, config: RepresentationConfig | None = None, *, tasks: TaskSet | None = None) -> int:
+    """The progress steps `run` reports: the diagnostics of each condition, each scoring job, each model
+    compared with."""
+    cfg = config if config is not None else RepresentationConfig()
+    _, conds, jobs, others = _plan(hm, cfg, tasks if tasks is not None else load_tasks(hm, cfg, ANALYSIS))
+    return len(conds) + len(jobs) + len(others)
+
+
 def run(hm, config: RepresentationConfig | None = None, *, tasks: TaskSet | None = None,
         checkpoints: Checkpoints | None = None, progress=None) -> Result:
     """Run the representation diagnostics on `hm`; `tasks` overrides the benchmarks."""
     cfg = config if config is not None else RepresentationConfig()
     ts = tasks if tasks is not None else load_tasks(hm, cfg, ANALYSIS)
-    x = diag_inputs(hm, ts, cfg)
-    kinds = ablated_kinds(hm, cfg)
-    conds = sweep_conditions(hm, kinds, cfg.method)
-    if not conds:
-        raise MechHybridError(f"{ANALYSIS}: model {hm.name} has no component of the selected kinds")
-    jobs = [Job(b, c) for c in [BASELINE] + conds for b in ts.tasks]
+    x, conds, jobs, others = _plan(hm, cfg, ts)
     if progress is not None:
-        progress.total = len(jobs) + len(conds) + len(cfg.compare_with)
+        progress.total = len(conds) + len(jobs) + len(others)
         progress.refresh()
     diags = _diagnostics(hm, x, conds, ts.refs, cfg, checkpoints)
     if progress is not None:
@@ -126,7 +140,7 @@ def run(hm, config: RepresentationConfig | None = None, *, tasks: TaskSet | None
                            progress=progress)
     behaviour = _behaviour(ts, scores, conds)
     rows = _rows(conds, diags, behaviour, cfg, int(x.numel()))
-    rows += cka_models_rows(hm, x, cfg, checkpoints, progress)
+    rows += cka_models_rows(hm, x, others, cfg.seed, checkpoints, progress)
     extra = {
         "diagnostic_inputs": {"benchmark": ts.lm, "items": int(x.shape[0]), "tokens": int(x.shape[1])},
         "behaviour": {b: dict(zip((c.name for c in conds), v)) for b, v in behaviour.items()},

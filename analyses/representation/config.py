@@ -32,10 +32,10 @@ class RepresentationConfig(SharedOptions):
     """Other models (zoo:NAME, directories) for CKA between models on the same inputs (same tokenizer)."""
 
     def __post_init__(self):
-        self.compare_with = tuple(self.compare_with)
         if self.method == "all":
             raise MechHybridError("representation: method must be zero, mean, resample or skip, got 'all'"
                                   " (run it once per method)")
         super().__post_init__()
+        self.compare_with = tuple(self.compare_with)
         if self.diag_items < 1 or self.diag_length < 2:
             raise MechHybridError("diag_items must be >= 1 and diag_length >= 2")

@@ -10,7 +10,7 @@ import torch
 from ..common import Checkpoints, warn
 from ..schema import Row
 from ..stats import linear_cka
-from ..timing import FORWARD
+from ..hidden import hidden_states_many
 
 __all__ = ["matched_layer", "cka_between", "cka_models_rows"]
 
@@ -54,36 +54,38 @@ def _hidden_of(source: str, x: torch.Tensor, xkey: str, load_options: dict) -> t
 
     if (source, xkey) not in _HIDDEN:
         other = mechhybrid.load(source, **load_options)
-        with torch.no_grad(), FORWARD:
-            hidden = other.hidden_states(x.to(other.hf_model.device))
+        hidden = hidden_states_many(other, x.to(other.hf_model.device), [[]])[0]
         _remember(source, xkey, _vocab(other), hidden)
         return _vocab(other), hidden.cpu()
     return _HIDDEN[(source, xkey)]
 
 
-def cka_models_rows(hm, x: torch.Tensor, cfg, checkpoints: Checkpoints | None, progress=None) -> list[Row]:
-    """Rows `cka_models:<other>` / `cka:<layer>` for every model in cfg.compare_with (same token ids fed)."""
+def cka_models_rows(hm, x: torch.Tensor, others, seed: int, checkpoints: Checkpoints | None,
+                    progress=None) -> list[Row]:
+    """Rows `cka_models:<other>` / `cka:<layer>` for every other model (same token ids fed); one progress
+    step per model, also for one left out for its other vocabulary."""
     xkey = hashlib.sha256(x.cpu().numpy().tobytes()).hexdigest()[:16]
-    with torch.no_grad(), FORWARD:
-        base = hm.hidden_states(x.to(hm.hf_model.device)).cpu()
+    base = hidden_states_many(hm, x.to(hm.hf_model.device), [[]])[0].cpu()
     vocab = _vocab(hm)
     _remember(hm.name, xkey, vocab, base)
     rows = []
-    for source in cfg.compare_with:
-        if source == hm.name:
-            continue
-        key = f"cka_models|{source}"
-        saved = checkpoints.get(key) if checkpoints is not None else None
-        if saved is None:
-            other_vocab, h_other = _hidden_of(source, x, xkey, hm.load_options)
-            if not _same_vocab(vocab, other_vocab):
-                warn(f"cka_models: {source} has another vocabulary than {hm.name}; not compared")
-                continue
-            saved = {"cka": np.asarray(cka_between(base, h_other))}
-            if checkpoints is not None:
-                checkpoints.put(key, saved)
-        rows += [Row(f"cka_models:{source}", "none", f"cka:{i}", float(v), n=int(x.numel()), seed=cfg.seed)
-                 for i, v in enumerate(np.asarray(saved["cka"]))]
+    for source in others:
+        rows += _rows_against(hm, source, x, xkey, vocab, base, seed, checkpoints)
         if progress is not None:
             progress.update(1)
     return rows
+
+
+def _rows_against(hm, source: str, x, xkey: str, vocab: tuple, base, seed: int, checkpoints) -> list[Row]:
+    key = f"cka_models|{source}"
+    saved = checkpoints.get(key) if checkpoints is not None else None
+    if saved is None:
+        other_vocab, h_other = _hidden_of(source, x, xkey, hm.load_options)
+        if not _same_vocab(vocab, other_vocab):
+            warn(f"cka_models: {source} has another vocabulary than {hm.name}; not compared")
+            return []
+        saved = {"cka": np.asarray(cka_between(base, h_other))}
+        if checkpoints is not None:
+            checkpoints.put(key, saved)
+    return [Row(f"cka_models:{source}", "none", f"cka:{i}", float(v), n=int(x.numel()), seed=seed)
+            for i, v in enumerate(np.asarray(saved["cka"]))]

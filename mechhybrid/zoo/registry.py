@@ -13,7 +13,7 @@ from pathlib import Path
 
 from mechhybrid.errors import MechHybridError
 
-__all__ = ["ZOO_ROOT", "zoo_names", "zoo_dir", "load_card", "REQUIRED_CARD_KEYS"]
+__all__ = ["ZOO_ROOT", "zoo_names", "zoo_dir", "load_card", "suggest_zoo", "REQUIRED_CARD_KEYS"]
 
 ZOO_ROOT = Path(__file__).resolve().parent / "models"
 """Package data: one directory per shipped model."""
@@ -88,3 +88,12 @@ def zoo_dir(name: str, root=None) -> Path:
 def load_card(name: str, root=None) -> dict:
     """The parsed card.json of zoo model `name` (after the same checks as `zoo_dir`)."""
     return _read_card(zoo_dir(name, root))
+
+
+def suggest_zoo(source, root=None) -> str | None:
+    """`zoo:NAME` when `source` is the bare name of a shipped zoo model and no file or folder of that name
+    exists (`mechhybrid inspect hybrid-gdn` meant `zoo:hybrid-gdn`); None otherwise."""
+    text = str(source)
+    if text.startswith("zoo:") or Path(text).expanduser().exists() or text not in zoo_names(root):
+        return None
+    return f"zoo:{text}"

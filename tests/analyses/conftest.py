@@ -13,6 +13,7 @@ import torch
 
 from analyses.data import task_set
 from analyses.tasks import ChoiceItem, ChoiceTask, LMTask, SpanItem, SpanTask
+from tests.analyses import datasets_fixtures as fx
 from tests.conftest import build_tiny
 
 VOCAB = 97
@@ -39,6 +40,20 @@ def hm_hybrid():
     import mechhybrid
 
     return mechhybrid.load(build_tiny("qwen3_5_text"))
+
+
+@pytest.fixture(scope="session")
+def hm_nan():
+    """A tiny qwen2 whose layer-1 attention output projection holds one NaN (a damaged checkpoint)."""
+    import mechhybrid
+
+    model = build_tiny("qwen2", seed=2)
+    with torch.no_grad():
+        model.model.layers[1].self_attn.o_proj.weight[0, 0] = float("nan")
+    return mechhybrid.load(model)
+
+
+NAN_WHERE = "first non-finite value in L1.attention (model.layers.1.self_attn)"
 
 
 def make_tasks(seed: int = 0, n: int = 6, doc_len: int = 24):
@@ -84,3 +99,32 @@ def zero_out_proj(hm, component) -> None:
         module.weight.zero_()
         if getattr(module, "bias", None) is not None:
             module.bias.zero_()
+
+
+CONFIG = """
+kinds = ["attention"]
+limit = 3
+lm_tokens = 24
+thirds = false
+context_lengths = [12]
+resilience_removed = [1]
+batch_size = 4
+
+[data]
+wikitext = "{data}/wikitext"
+mmlu = "{data}/mmlu"
+"""
+
+
+@pytest.fixture(scope="session")
+def setup(tmp_path_factory):
+    """A tiny qwen2 checkpoint with a word-level tokenizer, fixture data, and a TOML config."""
+    root = tmp_path_factory.mktemp("cli")
+    model_dir = root / "tiny-qwen2"
+    build_tiny("qwen2").save_pretrained(model_dir)
+    word_tokenizer().save_pretrained(model_dir)
+    data = fx.write_all(root / "data")
+    config = root / "ablation.toml"
+    config.write_text(CONFIG.format(data=root / "data"))
+    assert data["wikitext"].endswith("wikitext")
+    return {"root": root, "model": str(model_dir), "config": str(config)}

@@ -11,37 +11,8 @@ import pytest
 from analyses.cli import main
 from analyses.study import run_study
 from analyses.schema import result_path
-from tests.analyses import datasets_fixtures as fx
-from tests.analyses.conftest import word_tokenizer
+from tests.analyses.conftest import CONFIG, word_tokenizer
 from tests.conftest import build_tiny
-
-CONFIG = """
-kinds = ["attention"]
-limit = 3
-lm_tokens = 24
-thirds = false
-context_lengths = [12]
-resilience_removed = [1]
-batch_size = 4
-
-[data]
-wikitext = "{data}/wikitext"
-mmlu = "{data}/mmlu"
-"""
-
-
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    """A tiny qwen2 checkpoint with a word-level tokenizer, fixture data, and a TOML config."""
-    root = tmp_path_factory.mktemp("cli")
-    model_dir = root / "tiny-qwen2"
-    build_tiny("qwen2").save_pretrained(model_dir)
-    word_tokenizer().save_pretrained(model_dir)
-    data = fx.write_all(root / "data")
-    config = root / "ablation.toml"
-    config.write_text(CONFIG.format(data=root / "data"))
-    assert data["wikitext"].endswith("wikitext")
-    return {"root": root, "model": str(model_dir), "config": str(config)}
 
 
 def _run(setup, out, *extra):
@@ -63,6 +34,7 @@ def test_run_resume_determinism_and_corrupt_result(setup, tmp_path, capsys):
     assert [d["name"] for d in res["data"]] == ["wikitext", "mmlu"]
     assert res["data"][0]["version"].startswith("wikitext:validation:sha256-")
     assert not path.with_name("component_ablation.partial").exists()
+    assert sorted(p.name for p in out.iterdir()) == ["results", "results.csv", "timings.json"]  # no lock file
     capsys.readouterr()
 
     assert _run(setup, out) == 0  # resume: nothing recomputed
@@ -210,14 +182,34 @@ def test_same_bytes_across_processes_and_hash_seeds(setup, tmp_path):
     assert a == b and (outs[0] / "results.csv").read_bytes() == (outs[1] / "results.csv").read_bytes()
 
 
-def _final_bar_counts(stderr: str) -> dict[str, tuple[int, int]]:
-    """Each tqdm bar's last 'done/total' in captured stderr, by its description."""
-    counts = {}
+def _frames(stderr: str) -> list[tuple[str, int, int | None]]:
+    """Every tqdm frame in captured stderr as (description, done, total or None for a bar without one)."""
+    frames = []
     for frame in re.split(r"[\r\n]+", stderr):
-        match = re.match(r"(.+?): .*?(\d+)/(\d+) \[", frame)
-        if match and not match[1].startswith("Loading weights"):  # transformers' own loading bars
-            counts[match[1]] = (int(match[2]), int(match[3]))
-    return counts
+        with_total = re.match(r"(.+?): +\d+%\|.*?\| (\d+)/(\d+) \[", frame)
+        without = re.match(r"(.+?): (\d+)job \[", frame)
+        if with_total:
+            frames.append((with_total[1], int(with_total[2]), int(with_total[3])))
+        elif without:
+            frames.append((without[1], int(without[2]), None))
+    return [f for f in frames if not f[0].startswith("Loading weights")]  # transformers' own loading bars
+
+
+def _final_bar_counts(stderr: str) -> dict[str, tuple[int, int]]:
+    """Each bar's last 'done/total', by its description."""
+    return {desc: (done, total) for desc, done, total in _frames(stderr) if total is not None}
+
+
+def _totals_fixed_before_the_first_job(stderr: str) -> None:
+    """Every bar shows its total from its first frame and never changes it; the only frames without a total
+    are a parallel study's, while it counts (and no job has run)."""
+    totals: dict[str, set] = {}
+    for desc, done, total in _frames(stderr):
+        if total is None:
+            assert desc.endswith(", counting jobs") and done == 0, (desc, done)
+        else:
+            totals.setdefault(desc, set()).add(total)
+    assert totals and all(len(t) == 1 for t in totals.values()), totals
 
 
 def test_study_in_worker_processes_equals_the_sequential_study(setup, tmp_path, capsys):
@@ -239,10 +231,14 @@ def test_study_in_worker_processes_equals_the_sequential_study(setup, tmp_path, 
         assert main(argv + ["--out", str(tmp_path / "seq"), "--jobs", "1"]) == 0
     finally:
         torch.set_num_threads(threads)
-    sequential_bars = _final_bar_counts(capsys.readouterr().err)
+    sequential_err = capsys.readouterr().err
+    sequential_bars = _final_bar_counts(sequential_err)
     assert main(argv + ["--out", str(tmp_path / "par"), "--jobs", "2"]) == 0
     # The workers' progress adds up into one bar that ends where the sequential study's bars end together.
-    parallel_bars = _final_bar_counts(capsys.readouterr().err)
+    parallel_err = capsys.readouterr().err
+    parallel_bars = _final_bar_counts(parallel_err)
+    _totals_fixed_before_the_first_job(sequential_err)
+    _totals_fixed_before_the_first_job(parallel_err)
     assert len(sequential_bars) == 4 and all(done == total > 0 for done, total in sequential_bars.values())
     jobs = sum(total for _, total in sequential_bars.values())
     assert parallel_bars == {"study (2 processes)": (jobs, jobs)}
@@ -258,3 +254,37 @@ def test_study_in_worker_processes_equals_the_sequential_study(setup, tmp_path, 
                              "--jobs", "2", "--no-progress"]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("mechhybrid: error:")]
     assert len(errors) == 1 and "absent" in errors[0]
+    # The other worker's model finished: results.csv holds it, in step with the Results on disk.
+    _assert_table_in_step(tmp_path / "bad", {setup["model"]})
+
+
+def _assert_table_in_step(out, models: set[str]) -> None:
+    """results.csv lists exactly the rows of the Result files under `out`, and they are of `models`."""
+    import csv
+
+    with open(out / "results.csv", newline="") as fh:
+        table = sorted((r["model"], r["analysis"], r["condition"], r["method"], r["metric"])
+                       for r in csv.DictReader(fh))
+    stored = sorted((res["model"]["name"], res["analysis"], r["condition"], r["method"], r["metric"])
+                    for res in (json.loads(p.read_text()) for p in (out / "results").glob("*/*.json"))
+                    for r in res["rows"])
+    assert table == stored and {row[0] for row in table} == models
+
+
+def test_a_study_that_stops_on_a_bad_model(setup, tmp_path, capsys):
+    """Sequential study: the good model's finished Results stay and results.csv is in step with them; a bad
+    model first means no work at all, and no folder."""
+    config = _study_config(setup, tmp_path)
+    absent = str(tmp_path / "absent")
+    out = tmp_path / "good-then-bad"
+    argv = ["study", "--config", str(config), "--no-progress", "--jobs", "1", "--models"]
+    capsys.readouterr()
+    assert main(argv + [setup["model"], absent, "--out", str(out)]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 1 and absent in errors[0], errors
+    assert result_path(out, setup["model"], "component_ablation").is_file()
+    _assert_table_in_step(out, {setup["model"]})
+
+    first_bad = tmp_path / "bad-first"
+    assert main(argv + [absent, setup["model"], "--out", str(first_bad)]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1 and not first_bad.exists()

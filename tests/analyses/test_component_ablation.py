@@ -54,7 +54,8 @@ def test_condition_names_and_row_fields(hm_qwen2):
     names = {r.condition for r in res.rows}
     expected = {"baseline", "group:attention", "context:8:baseline", "context:8:group:attention",
                 "resilience:1:summary"}
-    expected |= {f"random:attention:{t}" for t in range(3)} | {f"resilience:1:{t}" for t in range(5)}
+    # 4 attention layers matched among 4 MLPs: one distinct set; 1 of 4 layers removed: four distinct sets.
+    expected |= {"random:attention:0"} | {f"resilience:1:{t}" for t in range(4)}
     expected |= {f"layer:{i}:attention" for i in range(4)}
     expected |= {f"third:{p}:attention" for p in ("early", "middle", "late")}
     assert names == expected
@@ -66,6 +67,11 @@ def test_condition_names_and_row_fields(hm_qwen2):
         "ppl_median", "ppl_geomean", "ppl_ratio_median", "ppl_ratio_geomean"}
     assert res.extra["loss_clamp"] == 20.0
     assert len(res.extra["conditions"]["random:attention:0|zero"]) == 4  # matched count: 4 attention layers
+    removed = sorted(tuple(res.extra["conditions"][f"resilience:1:{t}|skip"]) for t in range(4))
+    assert removed == [(c.name,) for c in hm_qwen2.components.by_kind("attention")]  # each layer once
+    assert {r.n for r in res.rows if r.condition == "resilience:1:summary"} == {4}
+    assert "resilience:1: only 4 distinct set(s) exist, each taken once (n=4, not 5 trials)" in res.extra["notes"]
+    assert "random:attention: only 1 distinct set(s) exist, each taken once (n=1, not 3 trials)" in res.extra["notes"]
 
 
 def test_same_seed_same_bytes_and_random_draws_follow_the_seed(hm_qwen2):
@@ -146,11 +152,37 @@ def test_missing_benchmarks_are_clear_errors(hm_qwen2):
         run(hm_qwen2, ComponentAblationConfig(resilience_removed=(4,)), tasks=make_tasks())
 
 
-def test_random_draws_are_distinct_while_possible():
+def test_random_draws_never_repeat_and_take_every_set_when_there_are_fewer_than_trials():
+    import itertools
+    import math
+
     from analyses.ablation.conditions import distinct_draws
 
-    draws = distinct_draws(list("abcd"), 1, 5, seed=0)
-    assert len(set(draws[:4])) == 4 and draws[4] == draws[0]  # all 4 single-layer removals, then cycle
+    for n, k, trials in [(4, 1, 5), (4, 2, 5), (5, 2, 10), (5, 2, 12), (6, 3, 5), (4, 4, 3)]:
+        draws = distinct_draws(list("abcdef"[:n]), k, trials, seed=3)
+        assert len(draws) == len(set(draws)) == min(trials, math.comb(n, k)), (n, k, trials)
+        if math.comb(n, k) <= trials:  # every set, each once
+            assert sorted(draws) == list(itertools.combinations("abcdef"[:n], k))
     assert distinct_draws(list("abcd"), 2, 3, seed=7) == distinct_draws(list("abcd"), 2, 3, seed=7)
-    big = distinct_draws(list(range(40)), 10, 5, seed=1)  # C(40, 10) subsets: independent draws
+    big = distinct_draws(list(range(40)), 10, 5, seed=1)  # C(40, 10) subsets: drawn, never listed
     assert len(set(big)) == 5 and all(list(d) == sorted(d) for d in big)
+    small_pool = distinct_draws(list(range(30)), 28, 400, seed=0)  # C(30, 28) = 435: listed and shuffled
+    assert len(set(small_pool)) == 400
+
+
+def test_an_intervention_that_makes_the_logits_non_finite_names_its_condition(hm_qwen2, monkeypatch):
+    """The model is finite; one condition's intervention is not: the one line says which condition."""
+    import torch
+
+    import analyses.scoring as scoring
+    from mechhybrid import Steer
+
+    comp = hm_qwen2.components.find(2, "attention")
+    monkeypatch.setattr(scoring, "interventions_for", lambda cond, ids, refs: [] if cond.method == "none" else [
+        Steer(comp, torch.full((hm_qwen2.hf_model.config.hidden_size,), float("inf")))])
+    conds = [scoring.Condition("baseline", "none"), scoring.Condition("group:attention", "zero", (comp,))]
+    with pytest.raises(MechHybridError) as err:
+        scoring.score_task(hm_qwen2, make_tasks().tasks["lm"], conds, None, batch_size=4)
+    message = str(err.value)
+    assert message.startswith(f"model {hm_qwen2.name} produced non-finite logits") and "\n" not in message
+    assert "interventions" in message and message.endswith("(condition group:attention, method zero)")

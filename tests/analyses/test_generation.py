@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 import torch
 
@@ -11,7 +9,7 @@ from analyses.ablation.conditions import BASELINE
 from analyses.scoring import Condition, score_task
 from analyses.tasks import GenItem, GenTask
 from mechhybrid.errors import MechHybridError
-from tests.analyses.conftest import word_tokenizer
+from tests.analyses.conftest import NAN_WHERE, word_tokenizer
 
 
 def _task(tok, answers):
@@ -37,19 +35,7 @@ def test_greedy_generation_is_scored_per_condition(hm_qwen2, monkeypatch):
     assert seen[0] == tok.decode(ref.tolist(), skip_special_tokens=True)
 
 
-class _WithoutGenerate:
-    """A model layer from before issue 4: everything but `generate`."""
-
-    def __init__(self, hm):
-        self._hm = hm
-
-    def __getattr__(self, name):
-        if name == "generate":
-            raise AttributeError(name)
-        return getattr(self._hm, name)
-
-
-def test_missing_generation_is_a_clear_error(hm_qwen2, monkeypatch):
-    monkeypatch.setitem(sys.modules, "mechhybrid.generation", None)
-    with pytest.raises(MechHybridError, match="needs greedy generation"):
-        score_task(_WithoutGenerate(hm_qwen2), _task(word_tokenizer(), ["4"]), [BASELINE], refs=None)
+def test_generation_on_a_nan_weight_is_one_error_naming_where(hm_nan):
+    with pytest.raises(MechHybridError, match="non-finite logits") as err:
+        score_task(hm_nan, _task(word_tokenizer(), ["4"]), [BASELINE], refs=None)
+    assert NAN_WHERE in str(err.value) and "condition baseline" in str(err.value)

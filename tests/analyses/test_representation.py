@@ -11,7 +11,7 @@ from analyses.representation import DIAGNOSTICS, RepresentationConfig, run
 from analyses.representation.diagnostics import cosine, out_in_norm_ratio, rel_norm_change
 from analyses.representation.models import cka_between, matched_layer
 from mechhybrid.errors import MechHybridError
-from tests.analyses.conftest import make_tasks, zero_out_proj
+from tests.analyses.conftest import NAN_WHERE, make_tasks, zero_out_proj
 from tests.conftest import build_tiny
 
 
@@ -86,3 +86,9 @@ def test_cka_between_models_in_a_run(tmp_path):
     assert {r.condition for r in rows} == {f"cka_models:{dirs[1]}"}  # itself is not compared
     assert [r.metric for r in rows] == [f"cka:{i}" for i in range(4)] and all(r.method == "none" for r in rows)
     assert all(0.0 <= r.value <= 1.0 + 1e-9 for r in rows) and all(r.n == 20 for r in rows)
+
+
+def test_a_nan_weight_is_one_error_naming_where_not_rows_of_nulls(hm_nan):
+    with pytest.raises(MechHybridError, match="non-finite hidden states") as err:
+        run(hm_nan, RepresentationConfig(diag_items=2, diag_length=12), tasks=make_tasks())
+    assert NAN_WHERE in str(err.value) and "\n" not in str(err.value)
