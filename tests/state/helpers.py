@@ -27,14 +27,6 @@ a config change is seen."""
 
 TOL = 1e-4
 
-ONE_TOKEN_DT_LIMIT = (
-    "library bug: a one-token segment continues a Mamba-2 layer through transformers' one-token path "
-    "(mamba2_selective_state_update), which ignores config.time_step_limit, while the full forward "
-    "(mamba2_chunk_scan) clamps dt to it; on mamba2-alt (time_step_limit (0, 0.1)) states read after one-token "
-    "segments are off the full forward's by up to 2.6e-2 and logits computed in them by up to 1.7e-2"
-)
-"""Reason of the strict xfails on the second shape's mamba2, the one tiny config with a dt limit that binds."""
-
 
 def max_gap(a, b) -> float:
     """Max |difference| over the recurrent tensor and the conv window of two States."""

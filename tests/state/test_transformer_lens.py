@@ -13,7 +13,7 @@ import torch
 from mechhybrid import Ablate
 from mechhybrid.state import read_state
 from tests.conftest import both_shapes, build_tiny, random_ids
-from tests.state.helpers import ONE_TOKEN_DT_LIMIT, TOL
+from tests.state.helpers import TOL
 
 bridge_module = pytest.importorskip("transformer_lens.model_bridge")
 
@@ -55,7 +55,7 @@ def bridges(tmp_path_factory):
     return get
 
 
-@pytest.mark.parametrize("model_type,shape", both_shapes(CASES, {("mamba2", "alt"): ONE_TOKEN_DT_LIMIT}))
+@pytest.mark.parametrize("model_type,shape", both_shapes(CASES))
 def test_state_equals_transformer_lens_eager_scan(tiny_models, bridges, model_type, shape):
     attr, kind = CASES[model_type]
     _, hm = tiny_models(model_type, shape)
