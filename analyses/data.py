@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from mechhybrid.errors import MechHybridError
 
+from .common import warn
 from .schema import DataInfo
 from .scoring import References
 from .tasks import LMTask, Task, fit_to
@@ -115,7 +116,34 @@ def load_tasks(hm, cfg, analysis: str) -> TaskSet:
         tasks[name] = task
         if refs:
             ref_docs = refs
+    notes += beyond_training(hm, tasks)
     return TaskSet(tasks, References.from_docs(ref_docs) if ref_docs else None, notes)
+
+
+def _longest(task) -> int:
+    """The most tokens one forward of `task` reads (a generation prompt plus its longest answer)."""
+    if hasattr(task, "sequences"):
+        return max(len(seq.ids) for seq in task.sequences())
+    return max(len(item.prompt) for item in task.items) + task.max_new_tokens
+
+
+def beyond_training(hm, tasks: dict) -> list[str]:
+    """One note (also said on stderr) per benchmark whose inputs are longer than the zoo model was trained on:
+    such inputs run (retrieval beyond the training length is measured on purpose), and the Result says so."""
+    name = str(getattr(hm, "name", ""))
+    if not name.startswith("zoo:"):
+        return []
+    from mechhybrid.zoo.registry import load_card
+
+    trained = load_card(name[len("zoo:"):]).get("recipe", {}).get("seq_len")
+    notes = []
+    for task_name, task in tasks.items():
+        longest = _longest(task)
+        if trained and longest > trained:
+            notes.append(f"{task_name}: inputs of up to {longest} tokens, beyond the {trained} tokens {name} was "
+                         "trained on (scores there measure length generalisation)")
+            warn(notes[-1])
+    return notes
 
 
 def model_max_len(hm, max_tokens: int) -> int | None:
