@@ -68,7 +68,7 @@ def _prompt_relative(item, prompt_len: int):
     """A prefill-phase intervention with its negative positions counted from the end of the prompt."""
     if item.phase != "prefill":
         return item
-    if isinstance(item, (ReadState,)) or hasattr(item, "positions"):
+    if hasattr(item, "positions"):  # foundation interventions and ReadState
         positions = item.positions
         if positions is None or all(p >= 0 for p in positions):
             return item

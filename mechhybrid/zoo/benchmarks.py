@@ -15,7 +15,12 @@ per-item scores for a paired bootstrap:
   value tokens (argmax at every answer position equals the value token), per item 0/1.
 - ``recall``: multi-query associative recall; per item the fraction of queries answered exactly.
 
-Splits are drawn from their own RNG streams (never the training stream), from `BENCH_SEED`.
+Splits are drawn from their own RNG streams (never the training stream, never the training probe's), from
+`BENCH_SEED`. Versions (a card records the one it was scored with, and `zoo eval` re-measures with it):
+
+- ``zoo-bench-1``: needle 4 lengths x 5 depths x 8 (40 items per length: 0.9 is 36/40, +-0.09).
+- ``zoo-bench-2``: needle 4 lengths x 5 depths x 20 (100 per length); its first 8 items per cell are
+  zoo-bench-1's. lm, facts and recall hold the same items in both versions.
 """
 
 from __future__ import annotations
@@ -28,22 +33,29 @@ from typing import Callable
 
 import numpy as np
 
+from mechhybrid.errors import MechHybridError
 from mechhybrid.zoo import language as lang
 from mechhybrid.zoo.tokenizer import encode_words
 
 __all__ = [
-    "BENCHMARK_VERSION", "NEEDLE_LENGTHS", "NEEDLE_DEPTHS", "Item", "Benchmark", "ItemScores",
-    "get_benchmark", "benchmark_names", "score_items", "summarize", "by_meta", "LogitsFn",
+    "BENCHMARK_VERSION", "BENCHMARK_VERSIONS", "NEEDLE_LENGTHS", "NEEDLE_DEPTHS", "NEEDLE_PER_CELL", "CHANCE",
+    "Item", "Benchmark", "ItemScores", "get_benchmark", "benchmark_names", "check_version", "score_items",
+    "summarize", "by_meta", "LogitsFn",
 ]
 
-BENCHMARK_VERSION = "zoo-bench-1"
-"""Bump when any split, its size or its seed changes (cards record it)."""
+BENCHMARK_VERSIONS = ("zoo-bench-1", "zoo-bench-2")
+"""Every version that can be rebuilt, oldest first. Add one when any split, its size or its seed changes."""
+BENCHMARK_VERSION = BENCHMARK_VERSIONS[-1]
+"""The newest version: what new cards are scored with."""
 BENCH_SEED = 20261125
 NEEDLE_LENGTHS = (64, 128, 256, 512)
 """Needle context lengths in tokens; 256 is the training context, 512 is twice it."""
 NEEDLE_DEPTHS = (0.1, 0.3, 0.5, 0.7, 0.9)
 """Relative needle depths within the filler."""
-NEEDLE_PER_CELL = 8
+NEEDLE_PER_CELL = {"zoo-bench-1": 8, "zoo-bench-2": 20}
+"""Needle items per (context length, depth) cell, per version."""
+CHANCE = {"facts": 0.25, "needle": 0.01, "recall": 0.01}
+"""Accuracy of guessing: 1 of 4 choices; 1 of 100 two-digit values (needle, recall). lm has none."""
 LM_DOCS, LM_LEN = 64, 256
 RECALL_DOCS, RECALL_PAIRS = 100, 8
 FACT_CHOICES = 4
@@ -84,6 +96,8 @@ class Benchmark:
     """What the items are and how they are scored."""
     items: tuple[Item, ...] = field(repr=False)
     """The items, in a fixed order (per-item scores follow it)."""
+    chance: float | None = None
+    """Score of guessing uniformly (CHANCE), None where the metric has no chance level (perplexity)."""
 
     def __post_init__(self):
         if not self.items:
@@ -108,17 +122,17 @@ def _ids(words) -> tuple[int, ...]:
     return tuple(encode_words(words))
 
 
-def _lm() -> Benchmark:
+def _lm(version: str) -> Benchmark:
     items = []
     for i in range(LM_DOCS):
         doc = lang.text_doc(lang.doc_rng(BENCH_SEED, "bench-lm", i), LM_LEN)
         items.append(Item(_ids(doc.words)))
-    return Benchmark("lm", _version(), "perplexity",
+    return Benchmark("lm", _label(version), "perplexity",
                      f"{LM_DOCS} held-out running-text documents of <= {LM_LEN} tokens; perplexity over "
                      "all predicted tokens (every token after <bos>).", tuple(items))
 
 
-def _facts() -> Benchmark:
+def _facts(version: str) -> Benchmark:
     items = []
     rng = random.Random(f"{BENCH_SEED}/bench-facts")
     for relation, column in (("capital", 1), ("language", 2)):
@@ -131,39 +145,42 @@ def _facts() -> Benchmark:
             items.append(Item(_ids(prompt), choices=tuple(_ids([c]) for c in choices),
                               correct=choices.index(row[column]),
                               meta=(("relation", relation), ("country", row[0]))))
-    return Benchmark("facts", _version(), "accuracy",
+    return Benchmark("facts", _label(version), "accuracy",
                      f"{len(items)} world facts ('the capital|language of X is'), {FACT_CHOICES} choices, "
-                     f"chance {1 / FACT_CHOICES:.2f}; scored by choice log-likelihood.", tuple(items))
+                     f"chance {CHANCE['facts']:.2f}; scored by choice log-likelihood.", tuple(items),
+                     CHANCE["facts"])
 
 
-def _needle() -> Benchmark:
+def _needle(version: str) -> Benchmark:
+    per_cell = NEEDLE_PER_CELL[version]
     items = []
     for length in NEEDLE_LENGTHS:
         for depth in NEEDLE_DEPTHS:
-            for k in range(NEEDLE_PER_CELL):
+            for k in range(per_cell):
                 doc = lang.needle_doc(lang.doc_rng(BENCH_SEED, f"bench-needle/{length}/{depth}", k), length, depth)
                 items.append(Item(_ids(doc.words), doc.answer_spans,
                                   meta=(("context_len", length), ("depth", depth),
                                         ("needle_start", doc.needle_span[0]))))
-    return Benchmark("needle", _version(), "exact_match",
+    per_length = len(NEEDLE_DEPTHS) * per_cell
+    return Benchmark("needle", _label(version), "exact_match",
                      f"needle in filler text: context lengths {NEEDLE_LENGTHS} x depths {NEEDLE_DEPTHS} x "
-                     f"{NEEDLE_PER_CELL}; exact match of the 2 value tokens (teacher-forced argmax), chance 0.01.",
-                     tuple(items))
+                     f"{per_cell} ({per_length} per length); exact match of the 2 value tokens (teacher-forced "
+                     f"argmax), chance {CHANCE['needle']:.2f}.", tuple(items), CHANCE["needle"])
 
 
-def _recall() -> Benchmark:
+def _recall(version: str) -> Benchmark:
     items = []
     for i in range(RECALL_DOCS):
         doc = lang.recall_doc(lang.doc_rng(BENCH_SEED, "bench-recall", i), RECALL_PAIRS, RECALL_PAIRS)
         items.append(Item(_ids(doc.words), doc.answer_spans))
-    return Benchmark("recall", _version(), "exact_match",
+    return Benchmark("recall", _label(version), "exact_match",
                      f"{RECALL_DOCS} associative-recall documents, {RECALL_PAIRS} key-value pairs, every key "
-                     "queried once; per item the fraction of queries whose 2 value tokens are exact.",
-                     tuple(items))
+                     "queried once; per item the fraction of queries whose 2 value tokens are exact, chance "
+                     f"{CHANCE['recall']:.2f}.", tuple(items), CHANCE["recall"])
 
 
-def _version() -> str:
-    return f"{BENCHMARK_VERSION}/{lang.LANGUAGE_VERSION}"
+def _label(version: str) -> str:
+    return f"{version}/{lang.LANGUAGE_VERSION}"
 
 
 _BUILDERS = {"lm": _lm, "facts": _facts, "needle": _needle, "recall": _recall}
@@ -174,12 +191,23 @@ def benchmark_names() -> list[str]:
     return list(_BUILDERS)
 
 
-@functools.lru_cache(maxsize=None)
-def get_benchmark(name: str) -> Benchmark:
-    """The benchmark `name` (built once per process; deterministic)."""
+def check_version(version: str) -> str:
+    """`version` if it can be rebuilt; MechHybridError naming the known versions otherwise."""
+    if version not in BENCHMARK_VERSIONS:
+        raise MechHybridError(f"unknown zoo benchmark version {version!r}; known: {', '.join(BENCHMARK_VERSIONS)}")
+    return version
+
+
+def get_benchmark(name: str, version: str = BENCHMARK_VERSION) -> Benchmark:
+    """The benchmark `name` of `version` (built once per process; deterministic)."""
     if name not in _BUILDERS:
         raise KeyError(f"unknown zoo benchmark {name!r}; known: {', '.join(_BUILDERS)}")
-    return _BUILDERS[name]()
+    return _build(name, check_version(version))
+
+
+@functools.lru_cache(maxsize=None)
+def _build(name: str, version: str) -> Benchmark:
+    return _BUILDERS[name](version)
 
 
 def _sequences(bench: Benchmark) -> list[tuple[int, ...]]:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from mechhybrid.errors import MechHybridError
 
-__all__ = ["Recipe", "ZooSpec", "RECIPE", "ZOO_SPECS", "zoo_spec", "build_config", "build_model"]
+__all__ = ["Recipe", "ZooSpec", "RECIPE", "ZOO_SPECS", "zoo_spec", "build_config", "build_model", "recipe_dict"]
 
 VOCAB_SIZE = 256
 HIDDEN = 128
@@ -35,9 +35,10 @@ class Recipe:
     version: int = 4
     """Bumped whenever a field's default changes (cards record the whole recipe)."""
     steps: int = 5000
-    """Optimiser steps: the top of issue 5's 2,500-5,000 budget, for every model. Recipe 3 stopped at 3,000:
-    the Gated DeltaNet hybrid had learned to retrieve by then (needle 1.00 at step 2,000), the Transformer
-    control had not begun (copy accuracy at chance)."""
+    """The most optimiser steps (the budget; exactly this many when stop_patience_steps is None): the top of
+    issue 5's 2,500-5,000 budget, for every model. Recipe 3 stopped at 3,000: the Gated DeltaNet hybrid had
+    learned to retrieve by then (needle 1.00 at step 2,000), the Transformer control had not begun (copy
+    accuracy at chance)."""
     batch_size: int = 16
     """Documents per step, one per row (about 1,600 tokens: 8,075,296 over the 5,000 steps of the zoo)."""
     seq_len: int = 256
@@ -65,7 +66,33 @@ class Recipe:
     checkpoint_every: int = 250
     """Steps between resumable checkpoints."""
     eval_every: int = 250
-    """Steps between logged needle-accuracy probes (retrieval, not only loss, is watched)."""
+    """Steps between training probes (retrieval, not only loss, is watched; see mechhybrid.zoo.probe)."""
+    stop_patience_steps: int | None = None
+    """The stopping rule, the same for every model: stop once the probe's needle accuracy (mean over
+    probe_lengths) has not improved by more than its standard error over this many steps
+    (mechhybrid.zoo.curves.plateau_reason). None: no early stop, train exactly `steps` steps."""
+    min_steps: int = 0
+    """The stopping rule never stops a run before this step."""
+    probe_lengths: tuple[int, ...] = (128, 256)
+    """Context lengths of the probe's needles (256 is the training length, seq_len)."""
+    probe_needles_per_length: int = 100
+    """Probe needles per context length (standard error about 0.03 at 0.9)."""
+    probe_recall_docs: int = 13
+    """Probe recall documents of 8 queries each (104 queries)."""
+
+    def __post_init__(self):
+        if self.stop_patience_steps is not None and (
+                self.stop_patience_steps < self.eval_every or self.stop_patience_steps % self.eval_every):
+            raise MechHybridError(f"recipe stop_patience_steps={self.stop_patience_steps} must be a positive "
+                                  f"multiple of eval_every={self.eval_every} (or None)")
+        if not 0 <= self.min_steps <= self.steps:
+            raise MechHybridError(f"recipe min_steps={self.min_steps} must be between 0 and steps={self.steps}")
+        if not self.probe_lengths or min(self.probe_lengths) < 19 or self.probe_needles_per_length < 1:
+            raise MechHybridError(f"recipe probe_lengths={self.probe_lengths} must be lengths >= 19 (a needle "
+                                  f"document's minimum) and probe_needles_per_length="
+                                  f"{self.probe_needles_per_length} >= 1")
+        if min(self.steps, self.eval_every, self.checkpoint_every, self.probe_recall_docs) < 1:
+            raise MechHybridError("recipe steps, eval_every, checkpoint_every and probe_recall_docs must be >= 1")
 
 
 RECIPE = Recipe()

@@ -4,30 +4,53 @@ Axis names: "batch", "seq", "vocab".
 
 Data is a pure function of (seed, step): every step draws its documents from its own RNG
 stream, so a resumed run sees exactly the batches an uninterrupted run would, and the same
-seed gives the same loss curve (tests/zoo/test_train.py).
+seed gives the same loss curve (tests/zoo/test_train.py, tests/zoo/test_resume.py).
 
-Run in the background (training is never part of the tests beyond a few steps):
-    python -m mechhybrid.zoo.train hybrid-gdn --out runs/zoo/hybrid-gdn --threads 1
+A run lives in a run directory outside the repository, by default
+`cache_root()/zoo-runs/NAME-r{recipe version}/`: `train_state.pt` (weights, optimiser, RNG and the log,
+written atomically every recipe.checkpoint_every steps), `train_log.json` (a readable copy of the log) and,
+once finalised, `model/` (checkpoint + card). Train in the background (never part of the tests beyond a
+few steps), and continue in a later session with --resume:
+
+    mechhybrid zoo train hybrid-gdn [--run-dir DIR] [--resume | --fresh] [--steps N]
 """
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import json
 import os
 import time
 import warnings
 from pathlib import Path
 
+from mechhybrid.errors import MechHybridError
 from mechhybrid.mamba1_scan import training_scan
 from mechhybrid.zoo import language as lang
+from mechhybrid.zoo.curves import MAX_STEPS_REASON, stop_reason, with_summary
 from mechhybrid.zoo.recipes import RECIPE, Recipe, build_model, zoo_spec
 from mechhybrid.zoo.tokenizer import TOKEN_ID, encode_words
 
-__all__ = ["make_batch", "micro_batches", "train_step", "train_model", "quiet", "weighted_loss", "needle_probe"]
+__all__ = ["make_batch", "micro_batches", "train_step", "train_model", "quiet", "weighted_loss", "cache_root",
+           "default_run_dir", "prepare_run_dir", "read_log", "STATE_FILE", "LOG_FILE"]
 
 STATE_FILE = "train_state.pt"
 LOG_FILE = "train_log.json"
+
+
+def cache_root() -> Path:
+    """The user cache of mechhybrid: $MECHHYBRID_CACHE, else $XDG_CACHE_HOME/mechhybrid, else
+    ~/.cache/mechhybrid."""
+    if os.environ.get("MECHHYBRID_CACHE"):
+        return Path(os.environ["MECHHYBRID_CACHE"]).expanduser()
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "mechhybrid"
+    return Path.home() / ".cache" / "mechhybrid"
+
+
+def default_run_dir(name: str, recipe: Recipe = RECIPE) -> Path:
+    """Where `mechhybrid zoo train NAME` keeps its run: one directory per model and recipe version."""
+    return cache_root() / "zoo-runs" / f"{name}-r{recipe.version}"
 
 
 def quiet() -> None:
@@ -119,68 +142,119 @@ def train_step(model, opt, ids, weights, recipe: Recipe) -> float:
     return loss
 
 
-def needle_probe(model, lengths=(128, 256), per_depth: int = 2) -> dict:
-    """Needle accuracy on a small fixed subset of the needle benchmark, per context length."""
-    import torch
+def _fresh_log(name: str, recipe: Recipe) -> dict:
+    return {"name": name, "recipe": _plain(dataclasses.asdict(recipe)), "loss": [], "probe": [], "tokens": 0,
+            "wall_s": 0.0, "cpu_s": 0.0, "steps": 0}
 
-    from mechhybrid.zoo.benchmarks import by_meta, get_benchmark, score_items, Benchmark
 
-    full = get_benchmark("needle")
-    seen: dict = {}
-    items = []
-    for it in full.items:
-        m = it.meta_dict()
-        key = (m["context_len"], m["depth"])
-        if m["context_len"] in lengths and seen.get(key, 0) < per_depth:
-            seen[key] = seen.get(key, 0) + 1
-            items.append(it)
-    sub = Benchmark("needle", full.version, full.metric, "probe", tuple(items))
-    model.eval()
-    with torch.no_grad():
-        scores = score_items(sub, lambda x: model(input_ids=x).logits, batch_size=10)
-    model.train()
-    return {str(k): v for k, v in by_meta(sub, scores, "context_len").items()}
+def _plain(value):
+    """JSON's view of a value (tuples become lists), so a stored recipe compares equal to the current one."""
+    return json.loads(json.dumps(value))
+
+
+def _write_atomic(path: Path, write) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)  # atomic: a kill mid-save never leaves a half-written file
 
 
 def _save_state(out: Path, model, opt, step: int, log: dict) -> None:
     import torch
 
-    tmp = out / (STATE_FILE + ".tmp")
-    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
-                "torch_rng": torch.get_rng_state()}, tmp)
-    os.replace(tmp, out / STATE_FILE)  # atomic: a kill mid-save never corrupts the checkpoint
-    (out / LOG_FILE).write_text(json.dumps(log))
+    # One file holds weights, optimiser, RNG and the log, so they can never disagree after a kill.
+    state = {"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
+             "torch_rng": torch.get_rng_state(), "log": log}
+    _write_atomic(out / STATE_FILE, lambda tmp: torch.save(state, tmp))
+    _write_atomic(out / LOG_FILE, lambda tmp: tmp.write_text(json.dumps(log)))
 
 
-def _load_state(out: Path, model, opt) -> tuple[int, dict]:
+def _load_state(out: Path, model, opt, name: str, recipe: Recipe) -> tuple[int, dict]:
     import torch
 
     path = out / STATE_FILE
     if not path.exists():
-        return 0, {"loss": [], "probe": [], "wall_s": 0.0, "cpu_s": 0.0}
-    state = torch.load(path, weights_only=False)
+        return 0, _fresh_log(name, recipe)
+    try:
+        state = torch.load(path, weights_only=False)
+        log = state["log"]
+    except Exception as error:  # any unreadable checkpoint is the same one-line problem for the user
+        raise MechHybridError(f"training checkpoint unreadable ({type(error).__name__}): {path}; "
+                              "pass --fresh to start over") from None
+    if log.get("name") != name or log.get("recipe") != _plain(dataclasses.asdict(recipe)):
+        raise MechHybridError(f"the run in {out} was started for {log.get('name')!r} with recipe version "
+                              f"{log.get('recipe', {}).get('version')} and other fields than this one; pass "
+                              "--fresh to start over, or another --run-dir")
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["opt"])
     torch.set_rng_state(state["torch_rng"])
-    return state["step"], json.loads((out / LOG_FILE).read_text())
+    return int(state["step"]), log
+
+
+def read_log(run_dir) -> dict | None:
+    """The log of the run in `run_dir` (its readable copy; {} when that copy is damaged), None when there is
+    no run there (no checkpoint)."""
+    path = Path(run_dir) / LOG_FILE
+    if not (Path(run_dir) / STATE_FILE).exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def prepare_run_dir(run_dir, resume: bool, fresh: bool) -> str:
+    """Check what `run_dir` holds against --resume / --fresh; returns one line saying what will happen.
+
+    A run already there needs --resume (continue) or --fresh (its checkpoint and log are deleted);
+    --resume with no run there is an error too (a mistyped --run-dir would otherwise start from scratch).
+    """
+    run_dir = Path(run_dir)
+    log = read_log(run_dir)
+    if resume and fresh:
+        raise MechHybridError("--resume and --fresh contradict each other: pass one")
+    if log is not None and not (resume or fresh):
+        raise MechHybridError(f"{run_dir} already holds a run (step {log.get('steps', '?')}); pass --resume to "
+                              "continue it or --fresh to start over")
+    if log is None and resume:
+        raise MechHybridError(f"nothing to resume in {run_dir} (no {STATE_FILE}); drop --resume to start a run")
+    if fresh:
+        for stale in (STATE_FILE, LOG_FILE, STATE_FILE + ".tmp", LOG_FILE + ".tmp"):
+            (run_dir / stale).unlink(missing_ok=True)
+        return f"starting {run_dir} afresh"
+    return f"resuming {run_dir} at step {log.get('steps', '?')}" if log else f"starting a run in {run_dir}"
+
+
+def _progress(done: int, log: dict, t0: float) -> str:
+    recent = log["loss"][-25:]
+    line = f"step {done} loss {sum(recent) / len(recent):.4f} {(time.time() - t0) / max(1, done):.2f}s/step"
+    if log["probe"] and log["probe"][-1]["step"] == done:
+        point = log["probe"][-1]
+        line += (f" probe needle {point['needle_mean']:.3f}+-{point['needle_mean_se']:.3f} {point['needle']} "
+                 f"recall {point['recall']:.3f}")
+    return line
 
 
 def train_model(name: str, out_dir, steps: int | None = None, seed: int | None = None,
                 recipe: Recipe = RECIPE, verbose: bool = True, probe: bool = True) -> dict:
-    """Train zoo model `name` into `out_dir` (resuming from its checkpoint); returns the log.
+    """Train zoo model `name` into run directory `out_dir`, resuming from its checkpoint; returns the log.
 
-    The log holds the per-step loss, the needle probes and the wall time. `steps` and `seed`
-    override the recipe's (tests use a few steps); the checkpoint is resumable at any
-    multiple of recipe.checkpoint_every and at the end.
+    The log holds the name, the recipe, the per-step loss, the probe curve (every recipe.eval_every steps and
+    at the budget's end: mechhybrid.zoo.probe), tokens, wall and CPU seconds, and, once the run has finished,
+    "stop": {"step", "reason"} (the budget, recipe.steps, or the recipe's stopping rule). `steps` pauses the
+    run after that step (a partial run that a later call resumes), never past the budget; `seed` overrides
+    the recipe's. A finished run is returned as it is. `probe=False` (tests) skips the probe, and so the
+    stopping rule, which needs it.
     """
-    import dataclasses
-
     import torch
+
+    from mechhybrid.zoo.probe import run_probe
 
     quiet()
     if seed is not None:
         recipe = dataclasses.replace(recipe, seed=seed)
-    steps = recipe.steps if steps is None else steps
+    if not probe and recipe.stop_patience_steps is not None:
+        raise MechHybridError("the recipe's stopping rule (stop_patience_steps) needs the training probe")
+    pause = recipe.steps if steps is None else min(steps, recipe.steps)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.use_deterministic_algorithms(True, warn_only=True)
@@ -188,49 +262,30 @@ def train_model(name: str, out_dir, steps: int | None = None, seed: int | None =
     model = build_model(spec, recipe.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, betas=recipe.betas,
                             weight_decay=recipe.weight_decay)
-    start, log = _load_state(out, model, opt)
-    log["recipe"] = dataclasses.asdict(recipe)
+    start, log = _load_state(out, model, opt, name, recipe)
+    if "stop" in log:
+        return log
     model.train()
     # CPU seconds as well as wall seconds: on a shared machine wall time measures the neighbours.
-    t0, c0 = time.time() - log["wall_s"], time.process_time() - log.get("cpu_s", 0.0)
-    for step in range(start, steps):
+    t0, c0 = time.time() - log["wall_s"], time.process_time() - log["cpu_s"]
+    for step in range(start, pause):
         ids, w = make_batch(step, recipe)
         with training_scan(spec.family):  # Jamba: the reference scan, bitwise, with a linear-time backward
             log["loss"].append(train_step(model, opt, ids, w, recipe))
-        log["tokens"] = log.get("tokens", 0) + int((w > 0).sum()) + ids.shape[0]  # + each row's first token
+        log["tokens"] += int((w > 0).sum()) + ids.shape[0]  # + each row's first token
         done = step + 1
-        if probe and (done % recipe.eval_every == 0 or done == steps):
-            log["probe"].append({"step": done, "needle": needle_probe(model)})
-        if verbose and (done % 25 == 0 or done == steps):
-            recent = log["loss"][-25:]
-            print(f"step {done} loss {sum(recent) / len(recent):.4f} "
-                  f"{(time.time() - t0) / max(1, done):.2f}s/step "
-                  f"{log['probe'][-1] if log['probe'] else ''}", flush=True)
-        if done % recipe.checkpoint_every == 0 or done == steps:
+        if probe and (done % recipe.eval_every == 0 or done == recipe.steps):
+            log["probe"].append(with_summary({"step": done, **run_probe(model, recipe)}))
+        reason = stop_reason(log["probe"], done, recipe) if probe else (
+            MAX_STEPS_REASON if done >= recipe.steps else None)
+        if reason is not None:
+            log["stop"] = {"step": done, "reason": reason}
+        if verbose and (done % 25 == 0 or done == pause or reason):
+            print(_progress(done, log, t0) + (f"; stopped: {reason}" if reason else ""), flush=True)
+        if reason or done % recipe.checkpoint_every == 0 or done == pause:
             log["wall_s"], log["cpu_s"] = time.time() - t0, time.process_time() - c0
             log["steps"] = done
             _save_state(out, model, opt, done, log)
+        if reason:
+            break
     return log
-
-
-def _main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description="Train one zoo model (resumes from OUT's checkpoint).")
-    parser.add_argument("name")
-    parser.add_argument("--out", required=True, help="run directory (checkpoint, log, final model)")
-    parser.add_argument("--steps", type=int, default=None)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (2 cores are shared)")
-    parser.add_argument("--finalize", action="store_true", help="write the HF checkpoint + card when done")
-    args = parser.parse_args(argv)
-    import torch
-
-    torch.set_num_threads(args.threads)
-    train_model(args.name, args.out, steps=args.steps)
-    if args.finalize:
-        from mechhybrid.zoo.card import finalize
-
-        finalize(args.name, args.out, Path(args.out) / "model")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(_main())

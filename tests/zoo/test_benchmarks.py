@@ -116,3 +116,25 @@ def test_by_meta_groups_needle_scores_per_length():
     b = small("needle", 40)
     grouped = by_meta(b, score_items(b, oracle, 8), "context_len")
     assert sorted(grouped) == list(NEEDLE_LENGTHS) and set(grouped.values()) == {1.0}
+
+
+def test_bench_2_has_100_needles_per_length_and_keeps_bench_1_reproducible():
+    from mechhybrid.errors import MechHybridError
+    from mechhybrid.zoo.benchmarks import BENCHMARK_VERSION, BENCHMARK_VERSIONS, CHANCE
+
+    assert BENCHMARK_VERSIONS == ("zoo-bench-1", "zoo-bench-2") and BENCHMARK_VERSION == "zoo-bench-2"
+    new, old = get_benchmark("needle", "zoo-bench-2"), get_benchmark("needle", "zoo-bench-1")
+    for bench, per_length in ((new, 100), (old, 40)):
+        lengths = [it.meta_dict()["context_len"] for it in bench.items]
+        assert {L: lengths.count(L) for L in NEEDLE_LENGTHS} == {L: per_length for L in NEEDLE_LENGTHS}
+    assert len(new.items) == 400 and new.version == f"zoo-bench-2/{lang.LANGUAGE_VERSION}"
+    # zoo-bench-1's items are the first 8 of each of zoo-bench-2's cells: old cards stay re-measurable.
+    assert old.items == tuple(it for i, it in enumerate(new.items) if i % 20 < 8)
+    assert old.version == f"zoo-bench-1/{lang.LANGUAGE_VERSION}" and get_benchmark("needle") is new
+    for name in ("lm", "facts", "recall"):
+        assert get_benchmark(name, "zoo-bench-1").items == get_benchmark(name, "zoo-bench-2").items
+    # Chance is stated: 1 of 100 two-digit values, 1 of 4 choices; perplexity has none.
+    assert new.chance == CHANCE["needle"] == 0.01 and "chance 0.01" in new.description
+    assert get_benchmark("facts").chance == 0.25 and get_benchmark("lm").chance is None
+    with pytest.raises(MechHybridError, match="unknown zoo benchmark version 'zoo-bench-9'; known: zoo-bench-1"):
+        get_benchmark("needle", "zoo-bench-9")

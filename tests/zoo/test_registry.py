@@ -86,7 +86,8 @@ def test_eval_and_train_reject_unknown_names(root):
     with pytest.raises(MechHybridError, match="unknown zoo model"):
         cmd_zoo_eval(types.SimpleNamespace(name="nope", root=root, full=False, json=False, threads=1))
     with pytest.raises(MechHybridError, match="unknown zoo recipe"):
-        cmd_zoo_train(types.SimpleNamespace(name="nope", out=None, steps=None, threads=1, quiet=True))
+        cmd_zoo_train(types.SimpleNamespace(name="nope", run_dir=None, resume=False, fresh=False, steps=None,
+                                            threads=1, quiet=True))
 
 
 def test_commands_register_on_a_parser():
@@ -94,7 +95,11 @@ def test_commands_register_on_a_parser():
 
     parser = argparse.ArgumentParser()
     add_zoo_commands(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["zoo", "train", "transformer", "--steps", "3", "--out", "x"])
-    assert args.handler is cmd_zoo_train and args.steps == 3
+    args = parser.parse_args(["zoo", "train", "transformer", "--steps", "3", "--run-dir", "x", "--resume"])
+    assert args.handler is cmd_zoo_train and args.steps == 3 and args.run_dir == "x" and args.resume
+    with pytest.raises(SystemExit):  # --resume and --fresh exclude each other, as --full and --rescore do
+        parser.parse_args(["zoo", "train", "transformer", "--resume", "--fresh"])
+    with pytest.raises(SystemExit):
+        parser.parse_args(["zoo", "eval", "transformer", "--full", "--rescore"])
     assert parser.parse_args(["zoo", "list", "--json"]).handler is cmd_zoo_list
     assert parser.parse_args(["zoo", "eval", "transformer", "--full"]).full
