@@ -61,25 +61,25 @@ def quiet() -> None:
     hf_logging.set_verbosity_error()
 
 
-def _document_rows(rng, recipe: Recipe) -> list[tuple[list[int], list[float]]]:
+def _document_rows(rng, recipe: Recipe, warmup: bool = False) -> list[tuple[list[int], list[float]]]:
     """`recipe.batch_size` documents, one per row: (token ids, per-token loss weights) each.
 
-    Recipe 1 packed several documents into each row; measured 2026-11-29 (transformer, copy documents only,
-    answer-only loss, 400 steps): one document per row learned to copy (answer accuracy 0.25 and rising),
-    the same documents packed four to a 256-token row stayed at chance (0.003).
+    In the induction warm-up (`warmup`) every document is a copy document and only its answer (the repeated
+    span) is weighed, with weight 1. One document per row: packing four copy documents into a 256-token row
+    kept the Transformer control at chance (0.003 after 400 steps, answers only) where one per row learned.
     """
     kinds, probs = zip(*recipe.mix)
     rows = []
     for _ in range(recipe.batch_size):
-        doc = lang.sample_doc(rng, rng.choices(kinds, weights=probs)[0])
+        doc = lang.sample_doc(rng, "copy" if warmup else rng.choices(kinds, weights=probs)[0])
         ids = encode_words(doc.words)[:recipe.seq_len]
-        w = [1.0] * len(ids)
+        w = [0.0 if warmup else 1.0] * len(ids)
         for p in doc.random_positions:
-            if p < len(ids):
+            if p < len(ids) and not warmup:
                 w[p] = recipe.random_weight
-        for s, e in doc.answer_spans:  # up-weight answers (issue 5 feasibility)
+        for s, e in doc.answer_spans:
             for p in range(s, min(e, len(ids))):
-                w[p] = recipe.answer_weight
+                w[p] = 1.0 if warmup else recipe.answer_weight
         w[0] = 0.0  # nothing predicts a document's first token
         rows.append((ids, w))
     return rows
@@ -90,11 +90,13 @@ def make_batch(step: int, recipe: Recipe = RECIPE):
 
     One document (starting with <bos>) per row, rows sorted by length (longest first) and right-padded to
     the longest; weights[b, t] weighs the prediction of token t (0 on <pad> and on each row's first token).
+    Steps before `recipe.induction_warmup_steps` draw copy documents weighed on their answers only.
     """
     import torch
 
     rng = lang.doc_rng(recipe.seed, "train", step)
-    rows = sorted(_document_rows(rng, recipe), key=lambda r: -len(r[0]))  # stable: ties keep draw order
+    warmup = step < recipe.induction_warmup_steps
+    rows = sorted(_document_rows(rng, recipe, warmup), key=lambda r: -len(r[0]))  # stable: ties keep draw order
     width = len(rows[0][0])
     ids = torch.full((len(rows), width), TOKEN_ID["<pad>"], dtype=torch.long)
     w = torch.zeros((len(rows), width), dtype=torch.float32)

@@ -84,15 +84,18 @@ def test_stop_reason_applies_the_budget_and_the_recipe_rule():
     assert stop_reason(flat[:4], 1000, recipe) is None  # no probe before the window yet
     assert stop_reason(flat[:5], 1250, recipe).startswith("plateau")
     assert stop_reason(flat[:5], 1300, recipe) is None  # no probe at this step: no decision
-    assert stop_reason(flat[:5], 1250, RECIPE) is None  # the default recipe: a fixed budget
+    fixed = dataclasses.replace(RECIPE, stop_patience_steps=None)
+    assert stop_reason(flat[:5], 1250, fixed) is None  # no rule: a fixed budget
 
 
 def test_recipe_rejects_contradictory_stopping_fields():
-    for bad in (dict(stop_patience_steps=300), dict(stop_patience_steps=0), dict(min_steps=6000),
+    for bad in (dict(stop_patience_steps=300), dict(stop_patience_steps=0), dict(min_steps=RECIPE.steps + 1), dict(induction_warmup_steps=RECIPE.steps + 1),
                 dict(probe_lengths=()), dict(probe_lengths=(8,)), dict(probe_recall_docs=0)):
         with pytest.raises(MechHybridError, match="recipe"):
             dataclasses.replace(RECIPE, **bad)
-    assert RECIPE.stop_patience_steps is None and RECIPE.steps == 5000  # today's fixed budget by default
+    # Recipe 5's rule: the plateau rule within a budget, never judged on a window that is all warm-up.
+    assert RECIPE.stop_patience_steps is not None
+    assert RECIPE.min_steps >= RECIPE.induction_warmup_steps + RECIPE.stop_patience_steps
 
 
 def test_crossing_steps_are_the_first_probe_at_or_above_each_threshold():

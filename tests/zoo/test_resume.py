@@ -16,8 +16,9 @@ from mechhybrid.zoo.curves import standard_error
 from mechhybrid.zoo.recipes import RECIPE
 from mechhybrid.zoo.train import LOG_FILE, STATE_FILE, default_run_dir, train_model
 
-TINY = dataclasses.replace(RECIPE, batch_size=2, seq_len=48, checkpoint_every=2, eval_every=2, probe_lengths=(32,),
-                           probe_needles_per_length=5, probe_recall_docs=2)
+TINY = dataclasses.replace(RECIPE, batch_size=2, seq_len=130, checkpoint_every=2, eval_every=2, probe_lengths=(32,),
+                           probe_needles_per_length=5, probe_recall_docs=2, stop_patience_steps=None, min_steps=0,
+                           induction_warmup_steps=1)  # step 0 is warm-up (copy documents fit 130 tokens), then the mix
 
 
 @pytest.mark.parametrize("name", ["transformer", "ssm-mamba2"])
@@ -86,10 +87,10 @@ def test_default_run_dir_is_in_the_user_cache(monkeypatch, tmp_path):
     assert default_run_dir("transformer") == tmp_path / "mh" / "zoo-runs" / f"transformer-r{RECIPE.version}"
     monkeypatch.delenv("MECHHYBRID_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert default_run_dir("hybrid-gdn") == tmp_path / "xdg" / "mechhybrid" / "zoo-runs" / "hybrid-gdn-r4"
+    assert default_run_dir("hybrid-gdn") == tmp_path / "xdg" / "mechhybrid" / "zoo-runs" / f"hybrid-gdn-r{RECIPE.version}"
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert default_run_dir("hybrid-gdn") == tmp_path / "home" / ".cache" / "mechhybrid" / "zoo-runs" / "hybrid-gdn-r4"
+    assert default_run_dir("hybrid-gdn") == tmp_path / "home" / ".cache" / "mechhybrid" / "zoo-runs" / f"hybrid-gdn-r{RECIPE.version}"
 
 
 def _one_error_line(capsys) -> str:
@@ -134,7 +135,7 @@ def test_cli_trains_pauses_and_resumes_in_its_run_dir(tmp_path, monkeypatch, cap
     monkeypatch.setattr(card_mod, "_scores", lambda model, version, family: {"benchmark_version": version})
     monkeypatch.setenv("MECHHYBRID_CACHE", str(tmp_path))
     assert main(["zoo", "train", "transformer", "--steps", "2", "--quiet"]) == 0
-    run = tmp_path / "zoo-runs" / "transformer-r4"
+    run = tmp_path / "zoo-runs" / f"transformer-r{TINY.version}"
     assert json.loads((run / "model" / "card.json").read_text())["stop"] is None  # paused, not stopped
     assert main(["zoo", "train", "transformer", "--resume", "--steps", "4", "--quiet"]) == 0
     log = json.loads((run / LOG_FILE).read_text())

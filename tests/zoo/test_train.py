@@ -9,14 +9,16 @@ from mechhybrid.zoo.recipes import RECIPE
 from mechhybrid.zoo.train import make_batch, train_model, weighted_loss
 from mechhybrid.zoo.tokenizer import TOKEN_ID
 
-TINY = dataclasses.replace(RECIPE, batch_size=2, seq_len=48, checkpoint_every=1)
+TINY = dataclasses.replace(RECIPE, batch_size=2, seq_len=48, checkpoint_every=1, stop_patience_steps=None,
+                           min_steps=0, induction_warmup_steps=0)  # the mix (test_resume.py crosses the warm-up's end)
 NAMES = ["hybrid-gdn", "hybrid-parallel", "hybrid-griffin", "hybrid-jamba", "transformer", "ssm-mamba2"]
 
 
 def test_batches_are_a_pure_function_of_the_step():
-    a, wa = make_batch(5)
-    b, wb = make_batch(5)
-    c, _ = make_batch(6)
+    step = RECIPE.induction_warmup_steps + 5  # a step of the mix, after the warm-up
+    a, wa = make_batch(step)
+    b, wb = make_batch(step)
+    c, _ = make_batch(step + 1)
     assert a.shape[0] == RECIPE.batch_size and a.shape[1] <= RECIPE.seq_len
     assert torch.equal(a, b) and torch.equal(wa, wb) and not torch.equal(a, c)
     assert (wa[a == TOKEN_ID["<pad>"]] == 0).all()
@@ -88,3 +90,23 @@ def test_seeded_steps_are_deterministic_and_resumable(name, tmp_path):
     assert len(straight) == 2 and straight == again == resumed
     other = train_model(name, tmp_path / "d", steps=1, seed=1, recipe=TINY, verbose=False, probe=False)["loss"]
     assert other[0] != straight[0]
+
+
+def test_induction_warmup_draws_copy_documents_weighed_on_answers_only():
+    import dataclasses
+
+    from mechhybrid.zoo import language as lang
+    from mechhybrid.zoo.tokenizer import encode_words
+
+    recipe = dataclasses.replace(RECIPE, induction_warmup_steps=3)
+    ids, w = make_batch(2, recipe)
+    bar = encode_words(["|"])[0]
+    for row_ids, row_w in zip(ids.tolist(), w.tolist()):
+        # A copy document: <bos> span filler | span; weighed exactly on the repeated span, with weight 1.
+        cut = row_ids.index(bar)
+        weighed = [t for t, x in enumerate(row_w) if x > 0]
+        assert set(row_w) <= {0.0, 1.0} and weighed == list(range(cut + 1, cut + 1 + len(weighed)))
+        assert row_ids[cut + 1 : cut + 1 + len(weighed)] == row_ids[1 : 1 + len(weighed)]
+    after_ids, after_w = make_batch(3, recipe)
+    plain_ids, plain_w = make_batch(3, dataclasses.replace(recipe, induction_warmup_steps=0))
+    assert torch.equal(after_ids, plain_ids) and torch.equal(after_w, plain_w)  # the mix resumes unchanged
