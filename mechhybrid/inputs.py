@@ -77,10 +77,7 @@ def layout_of(input_ids: torch.Tensor, mask, what: str = "attention_mask") -> La
         raise MechHybridError(f"{what} must be a tensor of 0/1 with the ids' shape, got {type(mask).__name__}")
     if tuple(mask.shape) != tuple(input_ids.shape):
         raise MechHybridError(f"{what} has shape {tuple(mask.shape)}; the ids have shape {tuple(input_ids.shape)}")
-    if mask.is_floating_point() or mask.is_complex():
-        if not bool(((mask == 0) | (mask == 1)).all()):
-            raise MechHybridError(f"{what} must hold only 0 and 1")
-    elif mask.dtype != torch.bool and not bool(((mask == 0) | (mask == 1)).all()):
+    if mask.dtype != torch.bool and not bool(((mask == 0) | (mask == 1)).all()):
         raise MechHybridError(f"{what} must hold only 0 and 1")
     valid = mask.detach().to("cpu").bool()
     if bool(valid.all()):
