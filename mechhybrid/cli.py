@@ -90,7 +90,7 @@ def _study_then_report(args) -> int:
     status = cmd_study(args)
     if status or args.no_report:
         return status
-    return cmd_report(argparse.Namespace(dir=Path(args.out), screenshot=False))
+    return cmd_report(argparse.Namespace(dir=Path(args.out), screenshot=False, self_contained=False))
 
 
 def _zoo_hint(args, error: MechHybridError) -> str:

@@ -3,13 +3,17 @@
 Reads only the results directory (docs/results-schema.md); never imports torch or loads a model, so a report
 can be rebuilt anywhere from the JSON alone.
 
-    mechhybrid report OUT [--screenshot]      # OUT/index.html, OUT/models/<model>.html, OUT/compare.html
+    mechhybrid report OUT [--screenshot] [--self-contained]
+        # OUT/index.html, OUT/models/<model>.html, OUT/compare.html, and OUT/vega.js, the chart runtime they
+        # share (--self-contained: inlined into every page instead)
     reports.render("OUT")                     # the same from Python; returns the pages written
     reports.chart_for(result)                 # every chart of one Result, for a notebook cell
 
 Modules, in data-flow order: `load` (files -> dicts, one line per unreadable file), `tables` (rows -> chart
 records), `charts` (records -> altair, no computing), `findings` (records -> sentences with their CIs),
-`html` / `pages` / `index_page` (escaping, CSP, page assembly), `render`, `screenshot`, `cli`.
+`headline` (the front page's matrix and one sentence per model), `terms` (what the words mean, on every
+page), `html` / `pages` / `index_page` (escaping, CSP, accessible chart blocks, page assembly), `render`,
+`screenshot`, `cli`.
 """
 
 from reports.charts import chart_for_result

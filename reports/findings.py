@@ -14,13 +14,17 @@ import html
 from collections.abc import Iterable
 
 from reports import tables
-from reports.numbers import data_tag, null_for
+from reports.numbers import data_tag, null_for, percent_tag
 
 __all__ = [
     "effect", "group_findings", "ppl_ratio_findings", "layer_findings", "third_findings",
     "resilience_findings", "context_findings", "correlation_findings", "cka_model_findings", "condition_line",
-    "label", "metric_words", "span",
+    "label", "metric_words", "span", "clamp_note", "CLAMP_NOTE_AT",
 ]
+
+CLAMP_NOTE_AT = 0.01
+"""A perplexity whose loss hit the clamp on at least this share of tokens says so next to its number: from
+there on the clamp, not the model, sets part of the perplexity (one token in a hundred at exp(20))."""
 
 
 def label(text) -> str:
@@ -102,15 +106,26 @@ def group_findings(records: list[dict]) -> list[str]:
     return out
 
 
+def clamp_note(record: dict) -> str:
+    """', loss clamped on 82% of tokens' for a ratio record whose condition hit the loss clamp on at least
+    CLAMP_NOTE_AT of its tokens ('' otherwise): that ratio understates what the removal did."""
+    clamp = record.get("clamp_frac")
+    if clamp is None or clamp < CLAMP_NOTE_AT:
+        return ""
+    return f", loss clamped on {percent_tag(clamp)} of tokens"
+
+
 def ppl_ratio_findings(records: list[dict]) -> list[str]:
-    """'Removing linear attention raises perplexity 310x (95% CI 280-350x); removing attention 1.9x (...).'"""
+    """'Removing linear attention raises perplexity 310x (95% CI 280-350x), loss clamped on 82% of tokens;
+    removing attention 1.9x (...).'"""
     out = []
     for (model,), group in _by([r for r in records if r["removal"] == "targeted"], "model").items():
         ordered = _largest_first(group)
         first, rest = ordered[0], ordered[1:]
         verb = "raises" if (first["value"] or 0) >= 1 else "multiplies"
-        sentence = f"{_model(first)}: removing {label(first['kind'])} {verb} perplexity {effect(first, 'x')}"
-        sentence += "".join(f"; removing {label(r['kind'])} {effect(r, 'x')}" for r in rest)
+        sentence = (f"{_model(first)}: removing {label(first['kind'])} {verb} perplexity {effect(first, 'x')}"
+                    + clamp_note(first))
+        sentence += "".join(f"; removing {label(r['kind'])} {effect(r, 'x')}{clamp_note(r)}" for r in rest)
         out.append(sentence + ".")
     return out
 

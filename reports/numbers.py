@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 import math
 
-__all__ = ["shown", "data_tag", "null_for"]
+__all__ = ["shown", "data_tag", "null_for", "readable", "readable_tag", "percent_tag"]
 
 
 def shown(number) -> str:
@@ -33,6 +33,34 @@ def data_tag(number, suffix: str = "") -> str:
     """`<data value="repr">shown</data>` (plus a unit suffix outside the tag, such as 'x')."""
     exact = "n/a" if number is None else repr(number)
     return f'<data value="{html.escape(exact)}">{html.escape(shown(number))}</data>{html.escape(suffix)}'
+
+
+def percent_tag(share: float) -> str:
+    """A share (0-1) as a whole percentage: `<data value="0.8213">82%</data>` (the exact value kept)."""
+    return f'<data value="{html.escape(repr(share))}">{round(100 * share)}%</data>'
+
+
+def readable(value) -> str:
+    """A number in a table or card, as people write it: 844600 -> '844,600'; 12.4456 -> '12.45';
+    0.98125 -> '0.981'; True -> 'yes'. Anything else (text, None) is returned as its str()."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float) and math.isfinite(value):
+        if abs(value) >= 1000:
+            return f"{round(value):,}"
+        if abs(value) >= 1:
+            return f"{value:,.2f}"
+        return shown(value)
+    return str(value)
+
+
+def readable_tag(value) -> str:
+    """`readable(value)` for the reader with the exact number kept in `<data value>`; text is only escaped."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return html.escape(readable(value))
+    return f'<data value="{html.escape(repr(value))}">{html.escape(readable(value))}</data>'
 
 
 def null_for(metric: str) -> float:

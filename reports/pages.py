@@ -11,12 +11,27 @@ import json
 from urllib.parse import quote
 
 from reports import charts, findings, tables
-from reports.cards import card_html
-from reports.html import ChartBlock, chart_html, esc, page
+from reports.cards import card_html, steps_to_retrieval_html
+from reports.html import RUNTIME_FILE, ChartBlock, anchor, chart_html, esc, page
 from reports.load import Loaded, ModelResults
-from reports.palette import ROLE_LABELS, ROLE_ORDER, Palette
+from reports.numbers import readable
+from reports.palette import NEUTRAL, ROLE_LABELS, ROLE_ORDER, Palette
+from reports.terms import terms_html
 
-__all__ = ["model_page", "compare_page", "model_href", "ordered_models", "swatch"]
+__all__ = ["model_page", "compare_page", "model_href", "ordered_models", "swatch", "ablation_sections",
+           "GROUP_TITLE", "RATIO_TITLE", "evidence_anchor"]
+
+GROUP_TITLE = "Group ablation: accuracy drop"
+RATIO_TITLE = "Perplexity under group ablation"
+
+
+def _suffix(method: str) -> str:
+    return f" ({method} ablation)"
+
+
+def evidence_anchor(title: str, method: str) -> str:
+    """The fragment id of a model page's ablation block (`GROUP_TITLE` or `RATIO_TITLE`, one semantics)."""
+    return anchor(title + _suffix(method))
 
 
 def model_href(slug: str) -> str:
@@ -39,13 +54,16 @@ def _block(title, sentences, chart, records, results) -> ChartBlock | None:
     return ChartBlock(title, sentences, _spec(chart), findings.condition_line(records, results))
 
 
-def ablation_blocks(results: list[dict], palette: Palette) -> list[ChartBlock]:
-    """Study A experiments 1-6, for one model or (on the comparison page) all of them: one set of charts per
-    ablation semantics, because the same condition under `zero` and `mean` is two different experiments."""
-    blocks = []
+def ablation_sections(results: list[dict], palette: Palette) -> list[tuple[str, list[ChartBlock]]]:
+    """Study A experiments 1-6, for one model or (on the comparison page) all of them: (semantics, blocks),
+    one set of charts per ablation semantics, because the same condition under `zero` and `mean` is two
+    different experiments."""
+    sections = []
     for method in tables.methods_of(results):
-        blocks += _ablation_blocks(tables.only_method(results, method), palette, f" ({method} ablation)")
-    return blocks
+        blocks = _ablation_blocks(tables.only_method(results, method), palette, _suffix(method))
+        if blocks:
+            sections.append((method, blocks))
+    return sections
 
 
 def _ablation_blocks(results: list[dict], palette: Palette, suffix: str) -> list[ChartBlock]:
@@ -56,9 +74,9 @@ def _ablation_blocks(results: list[dict], palette: Palette, suffix: str) -> list
     trials = tables.resilience_records(results)
     medians = tables.resilience_medians(trials, results)
     blocks = [
-        _block("Group ablation: accuracy drop" + suffix, findings.group_findings(group),
+        _block(GROUP_TITLE + suffix, findings.group_findings(group),
                charts.group_bars(results, palette), group, results),
-        _block("Perplexity under group ablation" + suffix, findings.ppl_ratio_findings(ratio),
+        _block(RATIO_TITLE + suffix, findings.ppl_ratio_findings(ratio),
                charts.ppl_ratio_bars(results, palette), ratio, results),
         _block("One component at a time: accuracy drop" + suffix, findings.layer_findings(drops),
                charts.layer_heatmap(results, metric=charts.is_drop), drops, results),
@@ -90,7 +108,8 @@ def representation_blocks(representation: list[dict], ablation: list[dict], pale
         points = tables.diagnostic_records(representation, ablation)
         blocks.append(_block(
             "Diagnostics against drops", ["Each dot is one ablated component; each panel is titled with the "
-                                          "rank correlation above."],
+                                          "rank correlation of the dots it draws (the analysis' own correlation, "
+                                          "over every component it ranked and with its CI, is the chart above)."],
             charts.diagnostic_scatter(representation, ablation, palette), points, representation))
     return [b for b in blocks if b is not None]
 
@@ -102,16 +121,28 @@ def other_blocks(result: dict, palette: Palette) -> list[ChartBlock]:
     return [block] if block else []
 
 
-def _blocks_html(blocks: list[ChartBlock], prefix: str) -> str:
-    return "".join(chart_html(block, f"{prefix}-{i}") for i, block in enumerate(blocks))
+def _blocks_html(blocks: list[ChartBlock], prefix: str, used: set[str]) -> str:
+    """Blocks with fragment ids from their titles (`used`: the ids already on the page; a repeat gets -2...)."""
+    parts = []
+    for i, block in enumerate(blocks):
+        base = section = anchor(block.title)
+        count = 1
+        while section in used:
+            count += 1
+            section = f"{base}-{count}"
+        used.add(section)
+        parts.append(chart_html(block, f"{prefix}-{i}", section))
+    return "".join(parts)
+
+
+_ROW_COLUMNS = ("condition", "method", "metric", "value", "ci_low", "ci_high", "n", "seed")
 
 
 def _rows_table(result: dict) -> str:
-    head = "".join(f"<th>{c}</th>" for c in ("condition", "method", "metric", "value", "ci_low", "ci_high", "n",
-                                              "seed"))
+    head = "".join(f'<th scope="col">{c}</th>' for c in _ROW_COLUMNS)
     body = "".join(
         "<tr>" + "".join(f"<td>{esc(tables.exact(row[k]) if k in ('value', 'ci_low', 'ci_high') else row[k])}</td>"
-                         for k in ("condition", "method", "metric", "value", "ci_low", "ci_high", "n", "seed"))
+                         for k in _ROW_COLUMNS)
         + "</tr>" for row in result["rows"])
     return f"<details><summary>All {len(result['rows'])} rows</summary><table><tr>{head}</tr>{body}</table></details>"
 
@@ -139,38 +170,60 @@ def _model_header(entry: ModelResults, palette: Palette) -> str:
     family = str(model.get("family"))
     return (f"<h1>{esc(model.get('name'))}</h1><p>{swatch(palette, family)}family <b>{esc(family)}</b>, "
             f"{esc(ROLE_LABELS[entry.role])}; topology {esc(model.get('topology'))}; "
-            f"{esc(model.get('n_params'))} parameters; {esc(model.get('n_layers'))} layers.</p>"
+            f"{esc(readable(model.get('n_params')))} parameters; {esc(readable(model.get('n_layers')))} layers.</p>"
             f"<details><summary>Components</summary><table><tr><th>layer</th><th>kinds</th></tr>{rows}"
             "</table></details>" + card_html(model))
 
 
 def swatch(palette: Palette, family: str) -> str:
     """A small square of the family's colour, as in the charts' legends."""
-    return f'<span class="swatch" style="background:{esc(palette.get(family, "#999999"))}"></span>'
+    return f'<span class="swatch" style="background:{esc(palette.get(family, NEUTRAL))}"></span>'
 
 
-def model_page(entry: ModelResults, palette: Palette) -> str:
-    parts = [_model_header(entry, palette)]
+def _runtime(shared: bool, depth: int) -> str | None:
+    """The runtime file's path from a page `depth` folders below the report root, or None to inline it."""
+    return "../" * depth + RUNTIME_FILE if shared else None
+
+
+def model_page(entry: ModelResults, palette: Palette, shared_runtime: bool = False) -> str:
+    """A model's page: header, card, then each analysis with its charts and every row. `shared_runtime`:
+    load ../vega.js (written by `render`) rather than inlining the runtime."""
+    parts = [_model_header(entry, palette), terms_html(list(entry.results.values()), [entry.model])]
     ablation = [entry.results["component_ablation"]] if "component_ablation" in entry.results else []
+    used: set[str] = set()
     for i, (analysis, result) in enumerate(entry.results.items()):
-        parts.append(f"<h2>{esc(analysis)}</h2>" + _provenance(result, "../" + quote(entry.files[analysis])))
+        heading = anchor("analysis " + analysis)
+        used.add(heading)
+        parts.append(f'<h2 id="{heading}">{esc(analysis)}</h2>'
+                     + _provenance(result, "../" + quote(entry.files[analysis])))
         if analysis == "component_ablation":
-            blocks = ablation_blocks([result], palette)
+            blocks = [b for _, section in ablation_sections([result], palette) for b in section]
         elif analysis == "representation":
             blocks = representation_blocks([result], ablation, palette)
         else:
             blocks = other_blocks(result, palette)
-        parts.append(_blocks_html(blocks, f"chart-{i}") + _rows_table(result))
+        parts.append(_blocks_html(blocks, f"chart-{i}", used) + _rows_table(result))
     nav = [("../index.html", "Index"), ("../compare.html", "Compare models")]
-    return page(f"{entry.model.get('name')}: mechhybrid report", nav, "".join(parts), has_charts=True)
+    return page(f"{entry.model.get('name')}: mechhybrid report", nav, "".join(parts), has_charts=True,
+                runtime_src=_runtime(shared_runtime, 1))
 
 
-def compare_page(loaded: Loaded, palette: Palette) -> str:
+def compare_page(loaded: Loaded, palette: Palette, shared_runtime: bool = False) -> str:
     models = ordered_models(loaded)
     ablation = [m.results["component_ablation"] for m in models if "component_ablation" in m.results]
     representation = [m.results["representation"] for m in models if "representation" in m.results]
     intro = ("<h1>Hybrids next to their controls</h1><p>Each chart puts every model side by side, hybrids "
-             "first, then the Transformer and pure-SSM controls; colour is the model family throughout.</p>")
-    blocks = ablation_blocks(ablation, palette) + representation_blocks(representation, [], palette)
+             "first, then the Transformer and pure-SSM controls; models are named on the axes, colour is the "
+             "model family throughout.</p>"
+             + terms_html([r for m in models for r in m.results.values()], [m.model for m in models]))
+    used: set[str] = set()
+    parts = [intro]
+    for i, (method, blocks) in enumerate(ablation_sections(ablation, palette)):
+        parts.append(f"<h2>Component ablation: {esc(method)}</h2>" + _blocks_html(blocks, f"chart-a{i}", used))
+    blocks = representation_blocks(representation, [], palette)
+    if blocks:
+        parts.append("<h2>Representation</h2>" + _blocks_html(blocks, "chart-r", used))
+    parts.append(steps_to_retrieval_html([m.model for m in models], palette))
     nav = [("index.html", "Index")] + [(model_href(m.slug), m.model.get("name")) for m in models]
-    return page("Compare models: mechhybrid report", nav, intro + _blocks_html(blocks, "chart"), has_charts=True)
+    return page("Compare models: mechhybrid report", nav, "".join(parts), has_charts=True,
+                runtime_src=_runtime(shared_runtime, 0))

@@ -1,9 +1,11 @@
 """Model roles (hybrid or control) and one colour per model family, the same on every page of a report.
 
-Colours are Okabe & Ito's colour-blind-safe set ("Color Universal Design", 2008), yellow and black last
-because they read worst as thin marks on white. Families are ranked hybrids first, then the controls, so
-that a report's first family always gets the strongest colour; with more than eight families colours
-repeat (no colour-blind-safe qualitative palette has more), and the legend still names each family.
+Colours are Okabe & Ito's colour-blind-safe hues ("Color Universal Design", 2008), with the three light ones
+(orange, sky blue, yellow) darkened until they reach 3:1 contrast against the white page (WCAG 2.1, 1.4.11
+non-text contrast; tests/reports/test_charts.py checks every colour), and ordered strongest first. Families
+are ranked hybrids first, then the controls, so that a report's first family always gets the strongest
+colour; with more than eight families colours repeat (no colour-blind-safe qualitative palette has more), and
+the legend still names each family.
 """
 
 from __future__ import annotations
@@ -11,11 +13,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 __all__ = [
-    "OKABE_ITO", "TRANSFORMER_FAMILIES", "SSM_FAMILIES", "ROLE_LABELS", "ROLE_ORDER",
+    "FAMILY_COLOURS", "NEUTRAL", "TRANSFORMER_FAMILIES", "SSM_FAMILIES", "ROLE_LABELS", "ROLE_ORDER",
     "role_of", "family_palette", "Palette",
 ]
 
-OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#0072B2", "#D55E00", "#CC79A7", "#F0E442", "#000000")
+# blue, vermillion, bluish green, reddish purple, orange (darkened), sky blue (darkened), yellow (darkened), black
+FAMILY_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#B07800", "#3A8FC4", "#8A7F00", "#000000")
+NEUTRAL = "#767676"
+"""Reference rules, unknown families and cell borders: the lightest grey with 4.5:1 against white."""
 
 # The controls named by the family table in DESIGN.md: Transformers, and Mamba-2 as the pure-SSM control.
 TRANSFORMER_FAMILIES = frozenset({"qwen2", "llama", "gpt2"})
@@ -62,4 +67,4 @@ def family_palette(models: Iterable[dict]) -> Palette:
         family = str(model.get("family"))
         roles.setdefault(family, role_of(model))
     ordered = sorted(roles, key=lambda family: _rank(family, roles[family]))
-    return {family: OKABE_ITO[i % len(OKABE_ITO)] for i, family in enumerate(ordered)}
+    return {family: FAMILY_COLOURS[i % len(FAMILY_COLOURS)] for i, family in enumerate(ordered)}

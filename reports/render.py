@@ -1,10 +1,16 @@
-"""`render(out_dir)`: results directory in, static offline report out (docs/results-schema.md, issue 7)."""
+"""`render(out_dir)`: results directory in, static offline report out (docs/results-schema.md).
+
+A report's pages share one copy of the chart runtime, OUT/vega.js (~0.9 MB; still offline); with
+`self_contained=True` every page inlines it instead, so that any single page works on its own."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from altair.utils.schemapi import debug_mode
+
 from mechhybrid.errors import MechHybridError
+from reports import html as shell
 from reports.index_page import index_page
 from reports.load import load_results
 from reports.pages import compare_page, model_page
@@ -31,8 +37,9 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
-def render(out_dir, screenshot: bool = False) -> list[Path]:
-    """Write OUT/index.html, OUT/models/<slug>.html and OUT/compare.html from OUT/results/*/*.json.
+def render(out_dir, screenshot: bool = False, self_contained: bool = False) -> list[Path]:
+    """Write OUT/index.html, OUT/models/<slug>.html and OUT/compare.html from OUT/results/*/*.json, and the
+    runtime they share, OUT/vega.js (not with `self_contained`: then each page inlines it).
 
     Returns the pages written (and their PNGs with `screenshot`). Raises UnreadableResultsError, after
     rendering everything readable, when a results file is corrupt or truncated; MechHybridError when there
@@ -42,10 +49,16 @@ def render(out_dir, screenshot: bool = False) -> list[Path]:
     if not loaded.models and not loaded.problems:
         raise MechHybridError(f"{out_dir / 'results'}: no results to report (expected results/<model>/<analysis>.json)")
     palette = family_palette(m.model for m in loaded.models)
-    pages = [_write(out_dir / "index.html", index_page(loaded, palette))]
-    for entry in loaded.models:
-        pages.append(_write(out_dir / "models" / f"{entry.slug}.html", model_page(entry, palette)))
-    pages.append(_write(out_dir / "compare.html", compare_page(loaded, palette)))
+    shared = not self_contained
+    if shared:
+        _write(out_dir / shell.RUNTIME_FILE, shell.vega_bundle())
+    # altair checks every object it builds against the schema (its "debug mode"): half the render time. The
+    # chart functions are checked against the Vega-Lite schema in tests/reports/test_charts.py instead.
+    with debug_mode(False):
+        pages = [_write(out_dir / "index.html", index_page(loaded, palette, shared))]
+        for entry in loaded.models:
+            pages.append(_write(out_dir / "models" / f"{entry.slug}.html", model_page(entry, palette, shared)))
+        pages.append(_write(out_dir / "compare.html", compare_page(loaded, palette, shared)))
     if screenshot:
         from reports.screenshot import screenshot_pages
 

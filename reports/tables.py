@@ -19,7 +19,7 @@ __all__ = [
     "KIND_LABELS", "THIRDS", "kind_label", "as_results", "group_records", "ppl_ratio_records",
     "layer_records", "third_records", "resilience_records", "resilience_medians", "context_records",
     "correlation_records", "diagnostic_records", "all_records", "exact", "methods_of", "only_method",
-    "is_effect", "POSITIVE_METRICS", "cka_model_records",
+    "is_effect", "POSITIVE_METRICS", "cka_model_records", "spearman",
 ]
 
 KIND_LABELS = {"attention": "attention", "ssm": "SSM", "linear_attention": "linear attention",
@@ -125,19 +125,29 @@ def group_records(results) -> list[dict]:
     return records
 
 
+def _clamps(result: dict) -> dict[tuple, float]:
+    """(condition, method) -> the share of scored tokens whose loss hit the clamp (the `clamp_frac` row)."""
+    return {(row["condition"], row["method"]): row["value"] for row in result["rows"]
+            if row["metric"] == "clamp_frac" and _finite(row["value"]) is not None}
+
+
 def ppl_ratio_records(results) -> list[dict]:
-    """`group:<kind>` (and its random controls) on `ppl_ratio`."""
+    """`group:<kind>` (and its random controls) on `ppl_ratio`, each with the `clamp_frac` of its condition
+    (None where the analysis wrote none): a ratio whose loss hit the clamp on many tokens understates."""
     records = []
     for result, row in _rows(results, "component_ablation"):
         if row["metric"] != "ppl_ratio":
             continue
+        clamp = _clamps(result).get((row["condition"], row["method"]))
         head, _, rest = row["condition"].partition(":")
         if head == "group" and rest:
-            records.append(_record(result, row, kind=kind_label(rest), removal="targeted", trial=None))
-        elif head == "random" and ":" in rest:
-            kind, trial = rest.rsplit(":", 1)
-            if _int(trial) is not None:
-                records.append(_record(result, row, kind=kind_label(kind), removal="random", trial=_int(trial)))
+            kind, trial = rest, None
+        elif head == "random" and ":" in rest and _int(rest.rsplit(":", 1)[1]) is not None:
+            kind, trial = rest.rsplit(":", 1)[0], _int(rest.rsplit(":", 1)[1])
+        else:
+            continue
+        records.append(_record(result, row, kind=kind_label(kind), removal="targeted" if trial is None else "random",
+                               trial=trial, clamp_frac=clamp, clamp_frac_exact=exact(clamp)))
     return records
 
 
@@ -257,28 +267,61 @@ def _behaviour(ablation, benchmark: str, condition: str, method: str):
     return None
 
 
+def spearman(xs: Sequence[float], ys: Sequence[float]) -> float | None:
+    """Spearman's rank correlation (ties get their average rank), or None with fewer than 3 pairs or a constant
+    side: the Pearson correlation of the ranks, as scipy.stats.spearmanr computes it."""
+    if len(xs) != len(ys) or len(xs) < 3:
+        return None
+    rx, ry = _ranks(xs), _ranks(ys)
+    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
+    sxy = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
+    sxx, syy = sum((a - mx) ** 2 for a in rx), sum((b - my) ** 2 for b in ry)
+    return None if sxx == 0 or syy == 0 else sxy / math.sqrt(sxx * syy)
+
+
+def _ranks(values: Sequence[float]) -> list[float]:
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    ranks = [0.0] * len(values)
+    start = 0
+    while start < len(order):
+        end = start
+        while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
+            end += 1
+        for i in order[start:end + 1]:
+            ranks[i] = (start + end) / 2 + 1
+        start = end + 1
+    return ranks
+
+
 def diagnostic_records(representation, ablation) -> list[dict]:
     """One point per (layer, kind, diagnostic, benchmark): the diagnostic of ablating that component against
-    what the ablation did on the benchmark, joined on the same condition and semantics in the two Results."""
+    what the ablation did on the benchmark, joined on the same condition and semantics in the two Results.
+
+    Each panel (model, diagnostic, benchmark) is titled with the Spearman rank correlation of exactly the
+    points it draws (`rho_drawn`, over `n_drawn` components), not the analysis' own correlation, which may
+    rank components the ablation did not sweep (MLPs); that one, with its CI, is `correlation_records`."""
     by_key = {(r["condition"], r["method"], r["metric"]): r for r in layer_records(ablation, metric=is_effect)}
-    correlations = correlation_records(representation)
-    benchmarks = list(dict.fromkeys(r["benchmark"] for r in correlations))
-    rho = {(r["diagnostic"], r["benchmark"]): r for r in correlations}
+    benchmarks = list(dict.fromkeys(r["benchmark"] for r in correlation_records(representation)))
     records = []
     for diag in layer_records(representation, "representation"):
         for benchmark in benchmarks:
             effect = _behaviour(by_key, benchmark, diag["condition"], diag["method"])
-            corr = rho.get((diag["metric"], benchmark))
-            if effect is None or corr is None:
+            if effect is None or diag["value"] is None or effect["value"] is None:
                 continue
             records.append(dict(
                 diag, diagnostic=diag["metric"], benchmark=benchmark, drop=effect["value"],
-                drop_exact=effect["value_exact"], drop_metric=effect["metric"], drop_n=effect["n"],
-                spearman_exact=corr["value_exact"],
-                # The rank correlation goes in the panel title, rounded like the prose (numbers.shown).
-                panel=f"{diag['metric']} vs {effect['metric']}: Spearman rho {shown(corr['value'])}",
-            ))
-    return records
+                drop_exact=effect["value_exact"], drop_metric=effect["metric"], drop_n=effect["n"]))
+    panels: dict[tuple, list[dict]] = {}
+    for record in records:
+        panels.setdefault((record["model"], record["diagnostic"], record["drop_metric"]), []).append(record)
+    out = []
+    for (model, diagnostic, effect_metric), points in panels.items():
+        rho = spearman([p["value"] for p in points], [p["drop"] for p in points])
+        # The rank correlation goes in the panel title, rounded like the prose (numbers.shown).
+        panel = f"{diagnostic} vs {effect_metric}: rho {shown(rho)}, {len(points)} components"
+        out += [dict(p, rho_drawn=rho, rho_drawn_exact=exact(rho), n_drawn=len(points), panel=panel)
+                for p in points]
+    return out
 
 
 def all_records(results) -> list[dict]:

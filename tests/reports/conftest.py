@@ -20,6 +20,28 @@ CSV_COLUMNS = ("model", "family", "analysis", "condition", "method", "metric", "
 BENCHMARKS = ("arc", "mmlu")
 PROBE = "<script>alert(1)</script>\"'<img src=x onerror=alert(1)>"
 CHROMIUM = Path("/usr/bin/chromium")
+REPO = Path(__file__).resolve().parents[2]
+
+
+def axe_path() -> Path | None:
+    """axe-core's browser build: $MECHHYBRID_AXE_JS, else the repository's node_modules (.ci/run installs it
+    there with npm); None when neither exists."""
+    import os
+
+    for candidate in (os.environ.get("MECHHYBRID_AXE_JS"), REPO / "node_modules" / "axe-core" / "axe.min.js"):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    return None
+
+
+def artifacts_dir() -> Path:
+    """Where tests leave files for people to look at (screenshots): $MECHHYBRID_TEST_ARTIFACTS, else
+    out/test-artifacts in the repository (git ignores out/)."""
+    import os
+
+    folder = Path(os.environ.get("MECHHYBRID_TEST_ARTIFACTS") or REPO / "out" / "test-artifacts")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def _components(kinds_per_layer):
@@ -34,9 +56,26 @@ CARD = {"description": "Gated DeltaNet + attention, 3:1", "recipe": {"version": 
         "dtype": "float32", "bigram_perplexity": 12.445655737991387,
         "quality": {"perplexity_below_bigram": True, "needle_bar": True},
         "scores": {"lm": {"metric": "perplexity", "score": 7.912345678901234, "n": 64},
-                   "needle": {"metric": "exact_match", "score": 0.98125, "n": 160,
+                   "needle": {"metric": "exact_match", "score": 0.98125, "n": 160, "chance": 0.01,
                               "by_context_len": {"64": 1.0, "128": 1.0, "256": 0.975, "512": 0.95}}},
-        "loss_curve": [[25, 3.5], [50, 2.9], [75, 2.512345]]}
+        "loss_curve": [[25, 3.5], [50, 2.9], [75, 2.512345]],
+        "stop": {"step": 1000, "reason": "plateau: best needle probe 0.9750 ..."},
+        "needle_probe_curve": [
+            {"step": 250, "needle": {"128": 0.11, "256": 0.03}, "needle_se": {"128": 0.031, "256": 0.018},
+             "needle_n": {"128": 100, "256": 100}, "needle_mean": 0.07, "needle_mean_se": 0.0179},
+            {"step": 500, "needle": {"128": 0.64, "256": 0.52}, "needle_se": {"128": 0.047, "256": 0.049},
+             "needle_n": {"128": 100, "256": 100}, "needle_mean": 0.58, "needle_mean_se": 0.0339},
+            {"step": 750, "needle": {"128": 0.99, "256": 0.96}, "needle_se": {"128": 0.013, "256": 0.021},
+             "needle_n": {"128": 100, "256": 100}, "needle_mean": 0.975, "needle_mean_se": 0.01235}],
+        "steps_to_retrieval": {"0.5": 500, "0.9": 750}}
+# A card from before probes had standard errors (as card_summary passes it on): means, no SEs, no stop record.
+CARD_OLD = {"description": "Pure state-space control", "recipe": {"version": 4, "seed": 0, "steps": 5000},
+            "steps": 5000, "tokens_trained": 8075296,
+            "needle_probe_curve": [{"step": 250, "needle": {"128": 0.2, "256": 0.0}, "needle_mean": 0.1,
+                                    "needle_mean_se": None},
+                                   {"step": 500, "needle": {"128": 0.7, "256": 0.6}, "needle_mean": 0.65,
+                                    "needle_mean_se": None}],
+            "steps_to_retrieval": {"0.5": 500, "0.9": None}}
 
 MODELS = {
     "hybrid": {"name": "zoo:gdn-hybrid", "family": "qwen3_5", "topology": "sequential", "n_params": 812345,
@@ -45,7 +84,7 @@ MODELS = {
     "transformer": {"name": "zoo:tiny-qwen2", "family": "qwen2", "topology": "sequential", "n_params": 701000,
                     "n_layers": 4, "components": _components([["attention", "mlp"]] * 4)},
     "ssm": {"name": "zoo/tiny-mamba2", "family": "mamba2", "topology": "sequential", "n_params": 650000,
-            "n_layers": 4, "components": _components([["ssm"]] * 4)},
+            "n_layers": 4, "components": _components([["ssm"]] * 4), "card": CARD_OLD},
 }
 
 
@@ -119,10 +158,12 @@ def representation_rows(model: dict, rng: random.Random, others=()) -> list[dict
 
 
 def result(model: dict, analysis: str, rows: list[dict], method: str = "zero", data_name: str = "lm") -> dict:
+    # The ablation analysis records its loss clamp (analyses/ablation/analysis.py); the page states it.
+    extra = {"loss_clamp": 20.0} if analysis == "component_ablation" else {}
     return {"schema_version": 1, "analysis": analysis, "model": model, "config": {"benchmarks": list(BENCHMARKS)},
             "method": method, "data": [{"name": data_name, "version": "zoo-lang-1", "n": 64}], "seed": 0,
             "versions": {"mechhybrid": "0.1.0", "torch": "2.13.0", "transformers": "5.24.0", "nnsight": "0.8.1"},
-            "rows": rows, "extra": {}}
+            "rows": rows, "extra": extra}
 
 
 def slug(name: str) -> str:
@@ -169,7 +210,11 @@ def probe_results() -> list[dict]:
     card = dict(CARD, description=PROBE, trained_on=PROBE, quality={PROBE: PROBE},
                 scores={PROBE: {"metric": PROBE, "score": 0.5, "n": PROBE, "by_context_len": {PROBE: 1.0}},
                         "broken": PROBE},
-                loss_curve=[[1, 2.0], [PROBE, 1.0], "x", [3, None]])  # malformed points are left out
+                loss_curve=[[1, 2.0], [PROBE, 1.0], "x", [3, None]],  # malformed points are left out
+                stop={"step": PROBE, "reason": PROBE}, steps_to_retrieval={PROBE: 250, "0.9": PROBE},
+                needle_probe_curve=[{"step": 250, "needle": {PROBE: 0.5}, "needle_se": {PROBE: PROBE},
+                                     "needle_n": {PROBE: PROBE}, "needle_mean": 0.5, "needle_mean_se": PROBE},
+                                    "x", {"step": PROBE, "needle": {}}, {"step": 500, "needle": PROBE}])
     model = dict(MODELS["hybrid"], name=f"zoo:{PROBE}", family=f"fam{PROBE}",
                  components=_components([[f"kind{PROBE}"], ["attention"]]), n_layers=2, card=card)
     rows = ablation_rows(model, rng, method=f"zero{PROBE}")
@@ -277,6 +322,70 @@ class Browser:
         events = [e for e in self.events if e.get("sessionId") == session]
         self.send("Target.closeTarget", targetId=target)
         return {"state": state, "events": events}
+
+    def _open(self, path: Path, timeout_s: float = 45) -> tuple[str, str]:
+        """Open `path` offline in a 1280 x 900 window and wait for its charts: (target, session)."""
+        import time
+
+        target = self.send("Target.createTarget", url="about:blank")["targetId"]
+        session = self.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+        for method in ("Runtime.enable", "Network.enable", "Page.enable"):
+            self.send(method, session=session)
+        self.send("Network.emulateNetworkConditions", session=session, offline=True, latency=0,
+                  downloadThroughput=-1, uploadThroughput=-1)
+        self.send("Emulation.setDeviceMetricsOverride", session=session, width=1280, height=900,
+                  deviceScaleFactor=1, mobile=False)
+        self.send("Page.navigate", session=session, url=path.resolve().as_uri())
+        deadline = time.time() + timeout_s
+        while time.time() < deadline:
+            state = self.send("Runtime.evaluate", session=session, returnByValue=True, expression=_STATE_JS)
+            if (state["result"].get("value") or {}).get("ready"):
+                break
+            time.sleep(0.2)
+        return target, session
+
+    def evaluate(self, path: Path, expression: str):
+        """The value of `expression` on `path` once its charts are drawn."""
+        target, session = self._open(path)
+        try:
+            reply = self.send("Runtime.evaluate", session=session, returnByValue=True, awaitPromise=True,
+                              expression=expression)
+        finally:
+            self.send("Target.closeTarget", targetId=target)
+        if "exceptionDetails" in reply:
+            raise RuntimeError(f"{path.name}: {reply['exceptionDetails']}")
+        return reply["result"].get("value")
+
+    def axe(self, path: Path, axe_js: str) -> list[dict]:
+        """axe-core's violations on `path` (drawn charts included): [{id, impact, help, nodes: [target, ...]}].
+        axe is injected through DevTools, which the page's CSP does not govern; the page itself is unchanged."""
+        run = ("axe.run(document, {resultTypes: ['violations']}).then(r => r.violations.map(v => ({id: v.id, "
+               "impact: v.impact, help: v.help, nodes: v.nodes.map(n => n.target.join(' '))})))")
+        target, session = self._open(path)
+        try:
+            for expression, wait in ((axe_js, False), (run, True)):
+                reply = self.send("Runtime.evaluate", session=session, returnByValue=True, awaitPromise=wait,
+                                  expression=expression)
+                if "exceptionDetails" in reply:
+                    raise RuntimeError(f"{path.name}: axe failed: {reply['exceptionDetails']}")
+        finally:
+            self.send("Target.closeTarget", targetId=target)
+        return reply["result"]["value"]
+
+    def screenshot(self, path: Path, png: Path) -> Path:
+        """The whole drawn page of `path` (1280 px wide) as a PNG."""
+        import base64
+
+        target, session = self._open(path)
+        try:
+            height = self.send("Runtime.evaluate", session=session, returnByValue=True,
+                               expression="document.documentElement.scrollHeight")["result"]["value"]
+            shot = self.send("Page.captureScreenshot", session=session, format="png", captureBeyondViewport=True,
+                             clip={"x": 0, "y": 0, "width": 1280, "height": min(height, 16000), "scale": 1})
+        finally:
+            self.send("Target.closeTarget", targetId=target)
+        png.write_bytes(base64.b64decode(shot["data"]))
+        return png
 
     def tooltips(self, path: Path, timeout_s: float = 45) -> list[dict]:
         """Hover the first mark of every chart on `path`; return each tooltip's text and child-element tags."""

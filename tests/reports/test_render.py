@@ -27,7 +27,7 @@ def _run_cli(argv: list[str]) -> int:
 
 
 def _snapshot(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*.html"))}
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted([*root.rglob("*.html"), *root.glob("*.js")])}
 
 
 def test_pages_written(rendered_study):
@@ -38,6 +38,7 @@ def test_pages_written(rendered_study):
     for needle in ("zoo:gdn-hybrid", "Transformer control", "pure-SSM control", "zoo-lang-1", "torch 2.13.0",
                    'href="results.csv"', 'href="compare.html"', "results/zoo_gdn-hybrid/component_ablation.json"):
         assert needle in index
+    assert (rendered_study / "vega.js").is_file()
 
 
 def test_compare_page_orders_hybrids_before_controls(rendered_study):
@@ -133,7 +134,8 @@ def test_renders_with_torch_blocked_and_same_bytes_in_another_process(tmp_path, 
     monkeypatch.setattr(reports.html, "vega_bundle", lambda: "/* vega runtime */")
     reports.render(tmp_path / "here")
     assert _snapshot(tmp_path / "out") == _snapshot(tmp_path / "here")
-    assert len(_snapshot(tmp_path / "out")) == 3
+    assert len(_snapshot(tmp_path / "out")) == 4  # three pages and the runtime they share
+    assert (tmp_path / "out" / "vega.js").read_text() == "/* vega runtime */"
 
 
 def test_screenshot_flag_reaches_render(tmp_path, monkeypatch):
@@ -203,7 +205,92 @@ def test_zoo_card_on_its_model_page_only(rendered_study):
     from conftest import CARD
 
     hybrid = (rendered_study / "models" / "zoo_gdn-hybrid.html").read_text(encoding="utf-8")
-    assert "<h2>Model card</h2>" in hybrid and "7.912345678901234" in hybrid and "256 tokens: 0.975" in hybrid
-    assert f"{CARD['tokens_trained']} tokens" in hybrid and '"loss_exact":"2.512345"' in hybrid
+    assert "<h2>Model card</h2>" in hybrid and '<data value="7.912345678901234">7.91</data>' in hybrid
+    assert '256 tokens: <data value="0.975">0.975</data>' in hybrid and '"loss_exact":"2.512345"' in hybrid
+    assert f"{CARD['tokens_trained']:,} tokens" in hybrid
     control = (rendered_study / "models" / "zoo_tiny-qwen2.html").read_text(encoding="utf-8")
     assert "Model card" not in control
+
+
+def test_steps_to_retrieval_on_the_comparison_page(rendered_study):
+    """Every carded model's probe on one chart, labelled with its name, and its crossing steps as text (the
+    steps the card holds: the report computes none)."""
+    compare = (rendered_study / "compare.html").read_text(encoding="utf-8")
+    assert "<h2>Steps to retrieval</h2>" in compare and 'id="chart-probe"' in compare
+    section = compare[compare.index("<h2>Steps to retrieval</h2>"):]
+    assert ('<span class="model">zoo:gdn-hybrid</span>: reached 0.5 at step <data value="500">500</data>, '
+            'reached 0.9 at step <data value="750">750</data> (of <data value="5000">5,000</data> steps trained)'
+            ) in section
+    assert '<span class="model">zoo/tiny-mamba2</span>: reached 0.5 at step <data value="500">500</data>, ' \
+           "never reached 0.9" in section
+    assert "tiny-qwen2" not in section.split("</ul>")[0]  # no card, no line
+    hybrid = (rendered_study / "models" / "zoo_gdn-hybrid.html").read_text(encoding="utf-8")
+    assert 'id="chart-card-probe"' in hybrid and "at step 1000: plateau" in hybrid
+    assert "stop once the needle probe" not in hybrid  # the fixture's recipe has no stopping rule
+    assert "a fixed budget of 5,000 steps" in hybrid
+
+
+def _pages(root: Path) -> list[Path]:
+    return [root / "index.html", root / "compare.html", *sorted((root / "models").glob("*.html"))]
+
+
+def test_numbers_in_cards_and_headers_read_as_people_write_them(rendered_study):
+    hybrid = (rendered_study / "models" / "zoo_gdn-hybrid.html").read_text(encoding="utf-8")
+    for needle in ("812,345 parameters", "5,000 steps, 8,071,234 tokens", "<td>12.45</td>",
+                   "perplexity below bigram: yes; needle bar: yes", "2,100 s wall, 2,012 s CPU",
+                   '<td><data value="160">160</data></td>'):
+        assert needle in hybrid, needle
+    for raw in ("12.445655737991387", "True", "812345 parameters"):
+        assert raw not in hybrid.split("<script")[0], raw  # exact values live in <data value> and the JSON only
+    index = (rendered_study / "index.html").read_text(encoding="utf-8")
+    assert "<td>812,345</td>" in index and "<td>701,000</td>" in index
+
+
+def test_every_page_says_what_the_terms_mean(rendered_study):
+    for page in _pages(rendered_study):
+        text = page.read_text(encoding="utf-8")
+        terms = text[text.index('<details class="terms"'):]
+        terms = terms[:terms.index("</details>")]
+        for needle in ("zero ablation", "skip", "0-1 scale", "<dt>n</dt>", "chance level", "drawn at random",
+                       "every other component", "loss clamp", "capped at 20.00 nats", "95% CI"):
+            assert needle in terms, (page.name, needle)
+    hybrid = (rendered_study / "models" / "zoo_gdn-hybrid.html").read_text(encoding="utf-8")
+    assert "chance levels here: needle 0.0100" in hybrid  # from the zoo card's benchmark scores
+
+
+def test_headings_never_skip_a_level(rendered_study):
+    import re
+
+    for page in _pages(rendered_study):
+        levels = [int(n) for n in re.findall(r"<h([1-6])[ >]", page.read_text(encoding="utf-8"))]
+        assert levels[0] == 1 and levels.count(1) == 1, page.name
+        assert all(b <= a + 1 for a, b in zip(levels, levels[1:])), (page.name, levels)
+
+
+def test_front_page_reads_at_a_glance(rendered_study):
+    """One headline chart, one sentence per model (3 to 5 before the fold) with its interval and a link to
+    the evidence, and the long findings folded away."""
+    import re
+
+    index = (rendered_study / "index.html").read_text(encoding="utf-8")
+    assert index.count('class="vega-spec"') == 1 and 'id="chart-headline"' in index
+    headline = index[index.index('<ul class="findings headline">'):]
+    headline = headline[:headline.index("</ul>")]
+    sentences = re.findall(r'<li class="finding">(.*?)</li>', headline)
+    assert len(sentences) == 3
+    for sentence, model in zip(sentences, ("zoo:gdn-hybrid", "zoo:tiny-qwen2", "zoo/tiny-mamba2")):
+        assert f'<span class="model">{model}</span>' in sentence and "95% CI" in sentence
+        assert re.search(r'<a href="models/[^"#]+\.html#perplexity-under-group-ablation-zero-ablation">evidence</a>',
+                         sentence)
+        assert len(re.sub(r"<[^>]+>", "", sentence).split()) < 60
+    folded = index[index.index("<details><summary>Every group-ablation finding"):]
+    assert folded.index("</details>") > folded.index('class="finding"')  # the long lists sit inside the fold
+    assert index.index("<h2>Headline</h2>") < index.index("chart-headline") < index.index("<h2>What was run</h2>")
+
+
+def test_self_contained_flag_through_the_cli(rendered_study, tmp_path):
+    shutil.copytree(rendered_study / "results", tmp_path / "results")
+    assert _run_cli(["report", str(tmp_path), "--self-contained"]) == 0
+    assert not (tmp_path / "vega.js").exists()
+    sizes = {p.name: p.stat().st_size for p in _pages(tmp_path)}
+    assert all(size > 800_000 for size in sizes.values()), sizes  # each page carries the runtime

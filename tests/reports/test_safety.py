@@ -10,7 +10,7 @@ from pathlib import Path
 
 from conftest import PROBE
 
-from reports.html import BOOT_JS, vega_bundle
+from reports.html import BOOT_JS, RUNTIME_FILE, vega_bundle
 
 
 class _Elements(HTMLParser):
@@ -58,13 +58,15 @@ def test_probes_are_text_never_markup(probe_dir):
         parsed = _parse(page)
         assert not [t for t in parsed.tags if t[0] == "img"], page.name
         assert not [t for t in parsed.tags if any(k.startswith("on") for k in t[1])], page.name
-        # The only scripts: the vega runtime and the bootstrap (executable), and inert JSON specs.
+        # The only scripts: the shared runtime file, the bootstrap (executable), and inert JSON specs.
         for attrs, body in parsed.scripts:
             if attrs.get("type") == "application/json":
                 assert "<" not in body and ">" not in body, page.name
                 json.loads(body)
+            elif "src" in attrs:
+                assert attrs["src"] in (RUNTIME_FILE, "../" + RUNTIME_FILE) and body == "", page.name
             else:
-                assert attrs == {} and body in (vega_bundle(), BOOT_JS), page.name
+                assert attrs == {} and body == BOOT_JS, page.name
     index_text = "".join(_parse(probe_dir / "index.html").text)
     assert PROBE in index_text
     probe_page = next(p for p in _pages(probe_dir) if "script" in p.name)
@@ -93,23 +95,52 @@ def test_no_external_urls_in_src_or_href(rendered_study, probe_dir):
 def test_every_link_resolves_to_a_file(rendered_study):
     from urllib.parse import unquote
 
+    fragments = 0
     for page in _pages(rendered_study):
         for tag, attrs in _parse(page).tags:
             if tag == "a":
-                target = (page.parent / unquote(attrs["href"])).resolve()
+                path, _, fragment = attrs["href"].partition("#")
+                target = (page.parent / unquote(path)).resolve()
                 assert target.is_file(), (page.name, attrs["href"])
+                if fragment:  # the front page's evidence links land on their chart
+                    ids = {a.get("id") for _, a in _parse(target).tags}
+                    assert fragment in ids, (page.name, attrs["href"])
+                    fragments += 1
+    assert fragments == 3
 
 
 def test_content_security_policy_blocks_network_and_foreign_scripts(rendered_study):
     metas = [attrs for tag, attrs in _parse(rendered_study / "compare.html").tags if tag == "meta"]
     csp = next(m["content"] for m in metas if m.get("http-equiv") == "Content-Security-Policy")
     assert "default-src 'none'" in csp and "unsafe-eval" not in csp
-    assert "'unsafe-inline'" not in csp.split("script-src", 1)[1]
+    scripts = csp.split("script-src", 1)[1]
+    assert "'unsafe-inline'" not in scripts and scripts.split()[0] == "'self'"  # the runtime file, then hashes
 
 
-def test_runtime_inlined_once_per_page(rendered_study):
+def test_runtime_written_once_beside_the_pages(rendered_study):
+    """One copy of the ~0.9 MB runtime per report, loaded from disk by every page (no CDN, no network)."""
     bundle = vega_bundle()
     assert 500_000 < len(bundle) < 3_000_000
+    assert (rendered_study / RUNTIME_FILE).read_bytes() == bundle.encode("utf-8")
     for page in _pages(rendered_study):
-        count = page.read_text(encoding="utf-8").count(bundle)
-        assert count == (0 if page.name == "index.html" else 1), page.name
+        text = page.read_text(encoding="utf-8")
+        assert bundle[:2000] not in text, page.name
+        src = ("../" if page.parent.name == "models" else "") + RUNTIME_FILE
+        assert [attrs["src"] for tag, attrs in _parse(page).tags if tag == "script" and "src" in attrs] == [src]
+        assert len(text) < 600_000, (page.name, len(text))
+
+
+def test_self_contained_pages_inline_it_once(rendered_study, tmp_path):
+    import shutil
+
+    import reports
+
+    shutil.copytree(rendered_study / "results", tmp_path / "results")
+    reports.render(tmp_path, self_contained=True)
+    bundle = vega_bundle()
+    for page in _pages(tmp_path):
+        parsed = _parse(page)
+        assert [body for attrs, body in parsed.scripts if not attrs].count(bundle) == 1, page.name
+        assert not [attrs for tag, attrs in parsed.tags if tag == "script" and "src" in attrs], page.name
+        csp = next(a["content"] for t, a in parsed.tags if t == "meta" and a.get("http-equiv"))
+        assert "'self'" not in csp  # nothing but the page's own inline scripts may run
