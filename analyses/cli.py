@@ -12,11 +12,13 @@ import sys
 from mechhybrid.errors import MechHybridError
 from mechhybrid.load_flags import add_load_flags, load_options
 
+from . import studies
 from .configs import build_config, config_help, read_config_file
 from .outdir import check_out_dir
-from .registry import ANALYSES, STUDY_A, count_jobs, get_analysis, run_analysis
-from .study import run_study
+from .registry import analysis_names, count_jobs, get_analysis, run_analysis
 from .schema import result_path
+from .studies import DEFAULT_PROFILE, PROFILES, profiles_help, select_steps
+from .study import run_study
 from .summary import summarize
 
 __all__ = ["add_analysis_commands", "cmd_run", "cmd_study", "cmd_results", "main"]
@@ -26,7 +28,7 @@ DEFAULT_OUT = "mechhybrid-out"
 
 def _analyses_help() -> str:
     parts = []
-    for a in ANALYSES.values():
+    for a in map(get_analysis, analysis_names()):
         parts.append(f"{a.name}: {a.summary}\n  config options (TOML/JSON keys):\n{config_help(a.config_cls)}")
     return "\n\n".join(parts)
 
@@ -37,6 +39,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="recompute finished results instead of reusing them")
     p.add_argument("--limit", type=int, help="items per benchmark (a seeded sample)")
     p.add_argument("--seed", type=int, help="seed of random draws and of the bootstrap")
+    p.add_argument("--profile", choices=PROFILES, default=DEFAULT_PROFILE,
+                   help="option sizes: quick (zoo-sized, the default) or full (the published protocols, for "
+                        "real models on a GPU); the config file and flags override them (see below)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_load_flags(p)
 
@@ -47,18 +52,22 @@ def add_analysis_commands(subparsers) -> None:
     p = subparsers.add_parser("run", help="run one analysis on one model", formatter_class=fmt,
                               description="Run ANALYSIS on MODEL, writing OUT/results/<model>/<analysis>.json "
                                           "and OUT/results.csv. Finished conditions are resumed.",
-                              epilog=_analyses_help())
-    p.add_argument("analysis", help=f"one of: {', '.join(ANALYSES)}")
+                              epilog=profiles_help() + "\n\n" + _analyses_help())
+    p.add_argument("analysis", help=f"one of: {', '.join(analysis_names())}")
     p.add_argument("--model", required=True, help="zoo:NAME, a local checkpoint directory or a cached hub id")
     p.add_argument("--method", help="ablation method: zero, mean, resample, skip (component_ablation: or all)")
     _common(p)
     p.set_defaults(func=cmd_run)
 
-    p = subparsers.add_parser("study", help="every Study A analysis on every model (default: the zoo)",
-                              formatter_class=fmt, epilog=_analyses_help(),
-                              description="Run " + ", ".join(STUDY_A) + " on each model. In the config "
-                                          "file, a table per analysis (e.g. [representation]) holds its own "
-                                          "options; other keys (limit, [data]) apply to every analysis.")
+    p = subparsers.add_parser("study", help="the study's analyses on every model (default: the zoo)",
+                              formatter_class=fmt, epilog=profiles_help() + "\n\n" + _analyses_help(),
+                              description="Run " + ", ".join(analysis_names()) + " (or those named "
+                                          "by --analyses) on each model; an analysis that does not apply to a "
+                                          "model is skipped there, with a note in OUT/study.json. In the "
+                                          "config file, a table per analysis (e.g. [representation]) holds its "
+                                          "own options; other keys (limit, [data]) apply to every analysis.")
+    p.add_argument("--analyses", help="comma-separated analyses to run, e.g. component_ablation (default: all; "
+                                      "they run in the study's order)")
     p.add_argument("--models", nargs="+", help="model sources (default: every zoo model)")
     p.add_argument("--jobs", type=int, help="worker processes, one model each (default: one per CPU core for "
                                             "zoo models, else 1)")
@@ -84,25 +93,33 @@ def _file_sections(path, analyses) -> dict[str, dict]:
     other key (e.g. `limit`, the `data` table) applies to each analysis, which its own table overrides.
     Every analysis-named key must be a table, also for an analysis this command does not run."""
     raw = read_config_file(path) if path else {}
-    for name in ANALYSES:
+    names = analysis_names()
+    for name in names:
         if name in raw and not isinstance(raw[name], dict):
             raise MechHybridError(f"config file {path}: {name} must be a table of options ([{name}]), "
                                   f"got {raw[name]!r}")
-    shared = {k: v for k, v in raw.items() if k not in ANALYSES}
+    shared = {k: v for k, v in raw.items() if k not in names}
     return {name: {**shared, **raw.get(name, {})} for name in analyses}
+
+
+def _config(args, step: studies.Step, section: dict):
+    """The Config of the study step's analysis: its profile's options, under the config file's `section`,
+    under the CLI flags."""
+    opts = _options(args, step.name, {**step.options(args.profile), **section})
+    return build_config(step.analysis.config_cls, opts, where=f"{step.name} config")
 
 
 def cmd_run(args) -> int:
     import mechhybrid
     from tqdm import tqdm
 
-    analysis = get_analysis(args.analysis)
-    opts = _options(args, analysis.name, _file_sections(args.config, [analysis.name])
-                    .get(analysis.name, {}))
-    cfg = build_config(analysis.config_cls, opts, where=f"{analysis.name} config")
+    step = studies.step(args.analysis)
+    analysis = step.analysis
+    cfg = _config(args, step, _file_sections(args.config, [analysis.name])[analysis.name])
     check_out_dir(args.out)  # before the model loads: a bad folder costs no time
     hm = mechhybrid.load(args.model, **load_options(args))
-    # The bar's total is known before its first job (and 0 for a finished Result that is reused).
+    # The bar's total is known before its first job (and 0 for a finished Result that is reused). Both calls
+    # refuse an analysis that does not apply to the model, before any work.
     total = None if args.no_progress else count_jobs(analysis.name, hm, cfg, args.out, force=args.force)
     with tqdm(desc=f"{hm.name} {analysis.name}", total=total, unit="job", disable=args.no_progress) as bar:
         _, computed = run_analysis(analysis.name, hm, cfg, args.out, force=args.force, progress=bar)
@@ -112,14 +129,12 @@ def cmd_run(args) -> int:
 
 
 def cmd_study(args) -> int:
-    sections = _file_sections(args.config, STUDY_A)
-    configs = {}
-    for name in STUDY_A:
-        analysis = get_analysis(name)
-        opts = _options(args, name, sections.get(name, {}))
-        configs[name] = build_config(analysis.config_cls, opts, where=f"{name} config")
+    steps = select_steps(None if args.analyses is None else [n.strip() for n in args.analyses.split(",")])
+    sections = _file_sections(args.config, [s.name for s in steps])
+    configs = {s.name: _config(args, s, sections[s.name]) for s in steps}
     paths = run_study(args.models, args.out, force=args.force, progress=not args.no_progress, configs=configs,
-                      load_options=load_options(args), jobs=args.jobs)
+                      analyses=[s.name for s in steps], load_options=load_options(args), jobs=args.jobs,
+                      profile=args.profile)
     print(f"{len(paths)} results under {args.out}/results; table: {args.out}/results.csv")
     return 0
 

@@ -7,56 +7,42 @@ Layout and files: docs/results-schema.md. Every run leaves `OUT/results.csv` in 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from mechhybrid.errors import MechHybridError
 
+from . import studies
 from .common import Checkpoints, ScoreCache, config_dict, fingerprint, model_info, warn, weights_fingerprint
 from .outdir import check_out_dir, check_writable, move_aside, prune
+from .spec import Analysis
 from .schema import (CorruptResultError, Result, iter_result_paths, model_slug, partial_dir, read_result,
                      result_path, update_timings, write_result, write_results_csv)
 from .timing import FORWARD
 
-__all__ = ["Analysis", "ANALYSES", "STUDY_A", "get_analysis", "check_out_dir", "quarantine_corrupt",
-           "count_jobs", "run_analysis"]
+__all__ = ["Analysis", "analysis_names", "get_analysis", "not_applicable", "check_applies", "check_out_dir",
+           "quarantine_corrupt", "count_jobs", "run_analysis"]
 
 
-@dataclass(frozen=True)
-class Analysis:
-    """One analysis: its Config class, its run(hm, config, *, checkpoints, progress) -> Result, and
-    count(hm, config) -> the progress steps that run reports."""
-
-    name: str
-    config_cls: type
-    run: Callable
-    summary: str
-    count: Callable
-
-
-def _analyses() -> dict[str, Analysis]:
-    from . import ablation, representation
-
-    return {
-        "component_ablation": Analysis("component_ablation", ablation.ComponentAblationConfig, ablation.run,
-                                       "Study A exp. 1-6: group, random, layer, thirds, perplexity, context, "
-                                       "resilience", ablation.count),
-        "representation": Analysis("representation", representation.RepresentationConfig, representation.run,
-                                   "Study A exp. 7: residual-stream diagnostics per ablated component",
-                                   representation.count),
-    }
-
-
-ANALYSES: dict[str, Analysis] = _analyses()
-STUDY_A = ("component_ablation", "representation")
-"""What `mechhybrid study` runs, in order."""
+def analysis_names() -> list[str]:
+    """Every analysis, by name: those of the study definition (analyses/studies.py), in its order."""
+    return [step.name for step in studies.STUDY]
 
 
 def get_analysis(name: str) -> Analysis:
-    if name not in ANALYSES:
-        raise MechHybridError(f"unknown analysis {name!r}; analyses: {', '.join(ANALYSES)}")
-    return ANALYSES[name]
+    """The analysis `name` (a one-line error naming the valid ones for any other name)."""
+    return studies.step(name).analysis
+
+
+def not_applicable(name: str, hm, config) -> str | None:
+    """Why analysis `name` cannot run on `hm` with `config` (None: it can); a study skips it with this note."""
+    return get_analysis(name).applies_to(hm, config)
+
+
+def check_applies(name: str, hm, config) -> None:
+    """A one-line bad-input error when analysis `name` is asked for on a model it does not apply to."""
+    reason = not_applicable(name, hm, config)
+    if reason is not None:
+        raise MechHybridError(f"{name} does not apply to model {hm.name}: {reason}")
 
 
 def quarantine_corrupt(out_dir) -> list[Path]:
@@ -117,6 +103,7 @@ def count_jobs(name: str, hm, config, out_dir, *, force: bool = False) -> int:
     """How many progress steps `run_analysis` will report for these arguments (0 for a finished Result it
     will reuse), known before its first job: a study's bar shows its whole total from the start."""
     analysis = get_analysis(name)
+    check_applies(name, hm, config)
     path = result_path(out_dir, hm.name, name)
     if not force and _stored(path, config_dict(config), model_info(hm), weights_fingerprint(hm)) == "finished":
         return 0
@@ -131,6 +118,7 @@ def run_analysis(name: str, hm, config, out_dir, *, force: bool = False, progres
     Returns (result, computed): computed is False when the stored Result was reused. A failure leaves the
     output folder as it was, less nothing that was finished (analyses/outdir.py)."""
     analysis = get_analysis(name)
+    check_applies(name, hm, config)
     out = check_out_dir(out_dir)
     model_dir = out / "results" / model_slug(hm.name)
     check_writable(model_dir)

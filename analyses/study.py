@@ -1,5 +1,6 @@
-"""`mechhybrid study`: every Study A analysis on every model (default: the whole zoo), one model after another
-or one model per worker process (`jobs`).
+"""`mechhybrid study`: the study's analyses (analyses/studies.py) on every model (default: the whole zoo), one
+model after another or one model per worker process (`jobs`); an analysis that does not apply to a model is
+skipped there, with a note in OUT/study.json.
 
 Why processes: the zoo's models are tiny (hidden 128), so a forward is too small for torch's intra-op threads
 to use two cores well; one single-threaded process per core does (benchmarks/bench_study.py measures both).
@@ -12,20 +13,28 @@ first counts every model's jobs in the workers: 0.1 s per zoo model once a worke
 from __future__ import annotations
 
 import contextlib
-import dataclasses
+import json
 import os
 import queue
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 from pathlib import Path
+from typing import NamedTuple
 
 from mechhybrid.errors import MechHybridError
 
-from .outdir import check_out_dir
-from .registry import STUDY_A, count_jobs, get_analysis, quarantine_corrupt, run_analysis
+from .common import warn
+from .configs import build_config
+from .outdir import atomic_write, check_out_dir
+from .registry import analysis_names, count_jobs, get_analysis, not_applicable, quarantine_corrupt, run_analysis
 from .schema import iter_result_paths, result_path, write_results_csv
+from .studies import DEFAULT_PROFILE, PROFILES, ZOO_MEASURED, select_steps
 
-__all__ = ["run_study", "zoo_models", "default_jobs"]
+__all__ = ["run_study", "zoo_models", "default_jobs", "read_study_notes", "STUDY_NOTES"]
+
+STUDY_NOTES = "study.json"
+"""OUT/study.json: the profile and measured zoo time of each analysis a study ran, and every (model, analysis)
+it skipped with the reason, for the report."""
 
 
 def zoo_models() -> list[str]:
@@ -47,11 +56,17 @@ def default_jobs(models: list[str]) -> int:
     return 1
 
 
-def _study_config(name: str, cfg, source: str, models: list[str]):
-    if name == "representation" and not cfg.compare_with:
-        others = tuple(m for m in models if m != source)
-        return dataclasses.replace(cfg, compare_with=others)
-    return cfg
+class ModelOutcome(NamedTuple):
+    """What a study did with one model."""
+
+    source: str
+    """The model as the study named it."""
+    name: str
+    """The loaded model's name, as its Results name it."""
+    paths: list[Path]
+    """Its Result files, in the study's order."""
+    skipped: dict[str, str | None]
+    """{analysis: why it does not apply to this model, or None where it ran}."""
 
 
 _progress_queue = None
@@ -99,7 +114,7 @@ def _bar(desc: str, total: int | None, progress: bool):
 
 def _prepare(source: str, models: list[str], configs: dict, analyses, load_options: dict, threads: int | None,
              quiet_notices: bool):
-    """The loaded model and the Config of each analysis on it."""
+    """The loaded model, the Config of each analysis on it, and why each one that does not apply is skipped."""
     import mechhybrid
 
     if threads is not None:
@@ -111,79 +126,93 @@ def _prepare(source: str, models: list[str], configs: dict, analyses, load_optio
 
         kernels.silence_notice()
     hm = mechhybrid.load(source, **load_options)
-    cfgs = {name: _study_config(name, configs.get(name) or get_analysis(name).config_cls(), source, models)
-            for name in analyses}
-    return hm, cfgs
+    cfgs = {name: get_analysis(name).in_study(configs[name], source, tuple(models)) for name in analyses}
+    reasons = {name: not_applicable(name, hm, cfgs[name]) for name in analyses}
+    return hm, cfgs, {name: reason for name, reason in reasons.items() if reason is not None}
 
 
 def _count_model(source: str, models: list[str], out: Path, force: bool, configs: dict, analyses,
                  load_options: dict, threads: int | None = None, quiet_notices: bool = False) -> dict[str, int]:
     """{analysis: progress steps} of one model, before any of its work (a worker process's first task)."""
-    hm, cfgs = _prepare(source, models, configs, analyses, load_options, threads, quiet_notices)
-    return {name: count_jobs(name, hm, cfgs[name], out, force=force) for name in analyses}
+    hm, cfgs, skipped = _prepare(source, models, configs, analyses, load_options, threads, quiet_notices)
+    return {name: count_jobs(name, hm, cfgs[name], out, force=force) for name in analyses if name not in skipped}
 
 
 def _study_model(source: str, models: list[str], out: Path, force: bool, configs: dict, analyses,
                  load_options: dict, progress: bool, threads: int | None = None,
-                 quiet_notices: bool = False) -> list[Path]:
-    """Every analysis on one model; returns its Result paths. Runs in the caller or in a worker process; in
-    the caller, each analysis's bar gets its total before the first job."""
-    hm, cfgs = _prepare(source, models, configs, analyses, load_options, threads, quiet_notices)
+                 quiet_notices: bool = False) -> ModelOutcome:
+    """Every analysis that applies to one model, and why the others do not. Runs in the caller or in a worker
+    process; in the caller, each analysis's bar gets its total before the first job."""
+    hm, cfgs, skipped = _prepare(source, models, configs, analyses, load_options, threads, quiet_notices)
+    todo = [name for name in analyses if name not in skipped]
+    for name, reason in skipped.items():
+        warn(f"{name} skipped on {hm.name}: {reason}")
     counting = progress and _progress_queue is None
-    totals = {name: count_jobs(name, hm, cfgs[name], out, force=force) if counting else None
-              for name in analyses}
+    totals = {name: count_jobs(name, hm, cfgs[name], out, force=force) if counting else None for name in todo}
     paths = []
-    for i, name in enumerate(analyses):
+    for i, name in enumerate(todo):
         with _bar(f"{hm.name} {name}", totals[name], progress) as bar:
             # --force empties the shared score cache once per model, so later analyses reuse fresh scores.
             run_analysis(name, hm, cfgs[name], out, force=force, progress=bar, write_csv=False,
                          clear_cache=force and i == 0)
         paths.append(result_path(out, hm.name, name))
-    return paths
+    return ModelOutcome(source, str(hm.name), paths, {name: skipped.get(name) for name in analyses})
 
 
 def run_study(models=None, out_dir="mechhybrid-out", force: bool = False, progress: bool = True,
-              configs: dict | None = None, analyses=STUDY_A, load_options: dict | None = None,
-              jobs: int | None = None) -> list[Path]:
-    """Run every Study A analysis on every model (default: the whole zoo); returns the Result paths in model
-    order.
+              configs: dict | None = None, analyses=None, load_options: dict | None = None,
+              jobs: int | None = None, profile: str = DEFAULT_PROFILE) -> list[Path]:
+    """Run the study's analyses (analyses/studies.py; `analyses` names a subset, run in the study's order) on
+    every model (default: the whole zoo); returns the Result paths in model order.
 
-    `configs` maps an analysis name to its Config (defaults otherwise); `load_options` go to `mechhybrid.load`
-    for every model (dtype, allow_pickle, trust_remote_code). Representation compares each model with the
-    others of the study by CKA unless its config names models itself. `jobs` worker processes run one model
-    each, single-threaded (None: `default_jobs`); with 1, models run here one after another.
+    `configs` maps an analysis name to its Config (else the `profile`'s options); `load_options` go to
+    `mechhybrid.load` for every model (dtype, allow_pickle, trust_remote_code). An analysis's `in_study` adapts
+    its Config to the study (representation compares each model with the others by CKA). An analysis that does
+    not apply to a model is skipped there with a note, said on stderr and kept in OUT/study.json. `jobs`
+    worker processes run one model each, single-threaded (None: `default_jobs`); with 1, models run here one
+    after another.
 
-    A model that fails stops the study with its error; results.csv is then still in step with every Result
-    that finished (other workers' models in flight finish first; models not started are not started)."""
+    A model that fails stops the study with its error; results.csv and study.json are then still in step with
+    every model that finished (other workers' models in flight finish first; models not started are not
+    started)."""
     models = list(models) if models else zoo_models()
     if not models:
         raise MechHybridError("no zoo models are installed; name models with --models")
     jobs = default_jobs(models) if jobs is None else jobs
     if jobs < 1:
         raise MechHybridError(f"jobs must be >= 1, got {jobs}")
-    for name in analyses:
-        get_analysis(name)
+    if profile not in PROFILES:
+        raise MechHybridError(f"unknown profile {profile!r}; profiles: {', '.join(PROFILES)}")
+    steps = select_steps(analyses)
+    given = dict(configs or {})
+    configs = {s.name: given.get(s.name) or build_config(s.analysis.config_cls, s.options(profile),
+                                                         where=f"{s.name} {profile} profile") for s in steps}
     out = check_out_dir(out_dir)
     quarantine_corrupt(out)
-    common = dict(models=models, out=out, force=force, configs=dict(configs or {}), analyses=tuple(analyses),
+    common = dict(models=models, out=out, force=force, configs=configs, analyses=tuple(s.name for s in steps),
                   load_options=dict(load_options or {}))
+    finished: list[ModelOutcome] = []  # per model that finished, in the order they finished
     try:
         if jobs == 1 or len(models) == 1:
-            paths = [p for source in models for p in _study_model(source, progress=progress, **common)]
+            for source in models:
+                finished.append(_study_model(source, progress=progress, **common))
         else:
-            paths = _in_workers(models, min(jobs, len(models)), progress, common)
+            _in_workers(models, min(jobs, len(models)), progress, common, finished)
     except BaseException:
         # The study's own error is the one line the user sees; a study that failed before its first Result
         # leaves no table behind.
         if iter_result_paths(out):
             with contextlib.suppress(MechHybridError):
                 write_results_csv(out)
+                _write_notes(out, profile, steps, finished)
         raise
     write_results_csv(out)
-    return paths
+    _write_notes(out, profile, steps, finished)
+    return [p for outcome in sorted(finished, key=lambda o: models.index(o.source)) for p in outcome.paths]
 
 
-def _in_workers(models: list[str], jobs: int, progress: bool, common: dict) -> list[Path]:
+def _in_workers(models: list[str], jobs: int, progress: bool, common: dict, finished: list) -> None:
+    """Run the models in `jobs` worker processes, appending each model's outcome to `finished` as it ends."""
     from tqdm import tqdm
 
     context = get_context("spawn")  # spawn, not fork: a forked torch (and its thread pools) is unsafe in the child
@@ -195,25 +224,29 @@ def _in_workers(models: list[str], jobs: int, progress: bool, common: dict) -> l
             if progress:  # every model's jobs are counted before the first starts: the bar's total never moves
                 counts = _all_or_first_error(pool, [pool.submit(_count_model, source, threads=1,
                                                                 quiet_notices=i > 0, **common)
-                                                    for i, source in enumerate(models)], bar, progress_queue)
+                                                    for i, source in enumerate(models)], bar, progress_queue, [])
                 bar.total = sum(n for c in counts for n in c.values())
                 bar.set_description(desc)
             futures = [pool.submit(_study_model, source, progress=False, threads=1,
                                    quiet_notices=progress or i > 0, **common) for i, source in enumerate(models)]
-            by_model = _all_or_first_error(pool, futures, bar, progress_queue)
+            _all_or_first_error(pool, futures, bar, progress_queue, finished)
         _drain(progress_queue, bar)  # the workers have exited, so their last messages are queued
-    return [p for paths in by_model for p in paths]
 
 
-def _all_or_first_error(pool, futures: list, bar, progress_queue) -> list:
-    """The futures' results in order; on the first error, the futures not yet started are cancelled, those
-    running finish (their Results count), and the error is raised (a MechHybridError stays one line)."""
+def _all_or_first_error(pool, futures: list, bar, progress_queue, finished: list) -> list:
+    """The futures' results in order, each also appended to `finished` as it comes in; on the first error, the
+    futures not yet started are cancelled, those running finish (their results count), and the error is raised
+    (a MechHybridError stays one line)."""
     pending, error = set(futures), None
     while pending:
-        finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+        done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
         _drain(progress_queue, bar)
-        for future in finished:
-            if error is None and not future.cancelled() and future.exception() is not None:
+        for future in done:
+            if future.cancelled():
+                continue
+            if future.exception() is None:
+                finished.append(future.result())
+            elif error is None:
                 error = future.exception()
                 for other in pending:
                     other.cancel()
@@ -233,3 +266,37 @@ def _drain(progress_queue, bar) -> None:
             bar.update(value)
         else:
             bar.set_postfix_str(f"{key}: {value}")
+
+
+def read_study_notes(out_dir) -> dict:
+    """OUT/study.json as written by `run_study` ({} when there is none). Notes are advisory, like timings: a
+    damaged file is started afresh by the next study, never an error."""
+    try:
+        obj = json.loads((Path(out_dir) / STUDY_NOTES).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    ok = (isinstance(obj, dict) and isinstance(obj.get("analyses"), list) and isinstance(obj.get("skipped"), list)
+          and all(isinstance(e, dict) and isinstance(e.get("name"), str) for e in obj["analyses"])
+          and all(isinstance(e, dict) and {"model", "analysis", "reason"} <= set(e) for e in obj["skipped"]))
+    return obj if ok else {}
+
+
+def _write_notes(out: Path, profile: str, steps, finished: list[ModelOutcome]) -> None:
+    """Merge this study into OUT/study.json: its analyses replace their earlier entries, and its decisions on
+    each (model, analysis) it looked at replace earlier ones; the rest (other models, other analyses) stays."""
+    old = read_study_notes(out)
+    analyses = {e["name"]: e for e in old.get("analyses", [])}
+    for step in steps:
+        analyses[step.name] = {"name": step.name, "summary": step.analysis.summary, "profile": profile,
+                               "zoo_seconds": step.zoo_seconds}
+    order = analysis_names()
+    rank = {name: (order.index(name) if name in order else len(order), name) for name in analyses}
+    skipped = {(e["model"], e["analysis"]): e for e in old.get("skipped", [])}
+    for outcome in finished:
+        for name, reason in outcome.skipped.items():
+            skipped.pop((outcome.name, name), None)
+            if reason is not None:
+                skipped[(outcome.name, name)] = {"model": outcome.name, "analysis": name, "reason": reason}
+    notes = {"analyses": [analyses[n] for n in sorted(analyses, key=rank.get)], "zoo_measured": ZOO_MEASURED,
+             "skipped": [skipped[k] for k in sorted(skipped)]}
+    atomic_write(out / STUDY_NOTES, json.dumps(notes, indent=1, sort_keys=True) + "\n")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 __all__ = ["Seq", "SeqScores", "LMTask", "ChoiceItem", "ChoiceTask", "SpanItem", "SpanTask",
-           "GenItem", "GenTask", "Task", "LOSS_CLAMP", "fit_to"]
+           "GenItem", "GenTask", "Task", "LOSS_CLAMP", "fit_to", "items_by"]
 
 LOSS_CLAMP = 20.0
 """Per-token loss clamp for perplexity (Study A exp. 5): one broken token cannot reach exp(inf)."""
@@ -99,6 +99,8 @@ class ChoiceItem:
     context: tuple[int, ...]
     choices: tuple[tuple[int, ...], ...]
     answer: int
+    meta: tuple[tuple[str, object], ...] = field(default=(), compare=False, repr=False)
+    """Labels of the item (see SpanItem.meta), e.g. a zoo fact's relation and country."""
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,9 @@ class SpanItem:
     """The whole sequence, answers included (teacher forced)."""
     spans: tuple[tuple[int, int], ...]
     """[start, end) positions of each answer."""
+    meta: tuple[tuple[str, object], ...] = field(default=(), compare=False, repr=False)
+    """Labels of the item, e.g. (("context_len", 256), ("depth", 0.5)) for a needle: what an analysis can break
+    its scores down by (`items_by`). Not part of what is scored, so not of the score cache's key (repr)."""
 
 
 @dataclass(frozen=True)
@@ -168,6 +173,8 @@ class SpanTask:
 class GenItem:
     prompt: tuple[int, ...]
     answer: str
+    meta: tuple[tuple[str, object], ...] = field(default=(), compare=False, repr=False)
+    """Labels of the item (see SpanItem.meta)."""
 
 
 @dataclass(frozen=True)
@@ -198,12 +205,25 @@ def fit_to(task, max_len: int):
         for it in task.items:
             room = max_len - max(len(c) for c in it.choices)
             cut += len(it.context) > room
-            items.append(ChoiceItem(tuple(it.context[-room:]), it.choices, it.answer) if len(it.context) > room else it)
+            cut_item = dataclasses.replace(it, context=tuple(it.context[-room:]))
+            items.append(cut_item if len(it.context) > room else it)
         return dataclasses.replace(task, items=tuple(items)), cut
     if isinstance(task, GenTask):
         room = max_len - task.max_new_tokens
         cut = sum(len(it.prompt) > room for it in task.items)
-        items = tuple(GenItem(tuple(it.prompt[-room:]), it.answer) if len(it.prompt) > room else it
+        items = tuple(dataclasses.replace(it, prompt=tuple(it.prompt[-room:])) if len(it.prompt) > room else it
                       for it in task.items)
         return dataclasses.replace(task, items=items), cut
     return task, 0
+
+
+def items_by(task, key: str) -> dict[object, list[int]]:
+    """{value of the item label `key`: indices of the items that carry it}, values in first-seen order: how an
+    analysis breaks per-item scores (a `reduce` output) down, e.g. needle accuracy per context length. Items
+    without the label are left out; a task whose items carry no labels (an lm task) gives {}."""
+    out: dict[object, list[int]] = {}
+    for i, item in enumerate(getattr(task, "items", ())):
+        labels = dict(item.meta)
+        if key in labels:
+            out.setdefault(labels[key], []).append(i)
+    return out

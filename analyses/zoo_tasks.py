@@ -1,7 +1,8 @@
 """The zoo's benchmarks (mechhybrid.zoo.benchmarks) as Tasks, and held-out reference text for them.
 
-Items are taken as the zoo builds them (same ids, same answer spans); `limit` takes a seeded sample in the
-benchmark's own order, so a needle grid keeps all its context lengths and depths.
+Items are taken as the zoo builds them (same ids, same answer spans, same labels: a needle's context length and
+depth); `limit` takes a seeded sample in the benchmark's own order, so a needle grid keeps all its context
+lengths and depths.
 """
 
 from __future__ import annotations
@@ -34,9 +35,10 @@ def zoo_task(name: str, limit: int, seed: int):
         return LMTask(name, bench.version, tuple(tuple(it.input_ids) for it in items))
     if name == "facts":
         return ChoiceTask(name, bench.version, tuple(
-            ChoiceItem(tuple(it.input_ids), tuple(tuple(c) for c in it.choices), it.correct) for it in items))
+            ChoiceItem(tuple(it.input_ids), tuple(tuple(c) for c in it.choices), it.correct, tuple(it.meta))
+            for it in items))
     return SpanTask(name, bench.version, tuple(
-        SpanItem(tuple(it.input_ids), tuple(tuple(s) for s in it.answer_spans)) for it in items))
+        SpanItem(tuple(it.input_ids), tuple(tuple(s) for s in it.answer_spans), tuple(it.meta)) for it in items))
 
 
 def zoo_loaders(hm, limit: int, seed: int) -> dict:

@@ -12,8 +12,8 @@ from ..common import stable_seed, warn
 from ..scoring import Condition
 from .config import MIXER_KINDS, ComponentAblationConfig
 
-__all__ = ["ablated_kinds", "group_conditions", "random_conditions", "sweep_conditions", "third_conditions",
-           "resilience_conditions", "removed_counts", "distinct_draws", "BASELINE"]
+__all__ = ["ablated_kinds", "not_ablatable", "group_conditions", "random_conditions", "sweep_conditions",
+           "third_conditions", "resilience_conditions", "removed_counts", "distinct_draws", "BASELINE"]
 
 BASELINE = Condition("baseline", "none")
 MAX_ENUM = 10_000
@@ -31,6 +31,18 @@ def ablated_kinds(hm, cfg: ComponentAblationConfig) -> list[str]:
         return [k for k in present if k in cfg.kinds]
     wanted = MIXER_KINDS + (("mlp",) if cfg.include_mlp else ())
     return [k for k in present if k in wanted]
+
+
+def not_ablatable(hm, cfg) -> str | None:
+    """Why `hm` has nothing for an ablation analysis configured by `cfg` to remove (None: it has): the
+    `applies_to` of the analyses that ablate one kind or one component at a time."""
+    present = hm.components.kinds()
+    missing = [k for k in cfg.kinds if k not in present]
+    if missing:
+        return f"it has no {', '.join(missing)} component (it has {', '.join(present)})"
+    if not ablated_kinds(hm, cfg):
+        return f"it has no component of the kinds ablated by default (it has {', '.join(present)})"
+    return None
 
 
 def group_conditions(hm, kinds, method: str) -> list[Condition]:

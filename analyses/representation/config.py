@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from mechhybrid.errors import MechHybridError
 
 from ..options import SharedOptions
 
-__all__ = ["RepresentationConfig"]
+__all__ = ["RepresentationConfig", "compare_within_study"]
 
 
 @dataclass
@@ -39,3 +40,10 @@ class RepresentationConfig(SharedOptions):
         self.compare_with = tuple(self.compare_with)
         if self.diag_items < 1 or self.diag_length < 2:
             raise MechHybridError("diag_items must be >= 1 and diag_length >= 2")
+
+
+def compare_within_study(cfg: RepresentationConfig, model: str, models: tuple[str, ...]) -> RepresentationConfig:
+    """In a study, CKA compares each model with the study's other models, unless the config names models."""
+    if cfg.compare_with:
+        return cfg
+    return dataclasses.replace(cfg, compare_with=tuple(m for m in models if m != model))

@@ -247,6 +247,7 @@ def test_study_in_worker_processes_equals_the_sequential_study(setup, tmp_path, 
             seq = result_path(tmp_path / "seq", name, analysis).read_bytes()
             assert seq == result_path(tmp_path / "par", name, analysis).read_bytes(), (name, analysis)
     assert (tmp_path / "seq" / "results.csv").read_bytes() == (tmp_path / "par" / "results.csv").read_bytes()
+    assert (tmp_path / "seq" / "study.json").read_bytes() == (tmp_path / "par" / "study.json").read_bytes()
     assert len(json.loads((tmp_path / "par" / "timings.json").read_text())) == 4
 
     capsys.readouterr()
@@ -254,8 +255,10 @@ def test_study_in_worker_processes_equals_the_sequential_study(setup, tmp_path, 
                              "--jobs", "2", "--no-progress"]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("mechhybrid: error:")]
     assert len(errors) == 1 and "absent" in errors[0]
-    # The other worker's model finished: results.csv holds it, in step with the Results on disk.
+    # The other worker's model finished: results.csv holds it, in step with the Results on disk, and the
+    # study's notes say what ran.
     _assert_table_in_step(tmp_path / "bad", {setup["model"]})
+    assert (tmp_path / "bad" / "study.json").read_bytes() == (tmp_path / "seq" / "study.json").read_bytes()
 
 
 def _assert_table_in_step(out, models: set[str]) -> None:

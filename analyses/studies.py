@@ -1,0 +1,131 @@
+"""The study definition: which analyses `mechhybrid study` runs, in which order, and at which sizes.
+
+This is the one place a new analysis joins the study: a `Step` naming its package's `SPEC`, the options of each
+profile and its measured time on the zoo. The registry, the CLI (`run`, `study --analyses`, `--help`) and the
+study's notes for the report all read it from here.
+
+Profiles:
+- `quick` (the default): sized for the zoo, so that the whole study on the zoo's six models stays within
+  QUICK_BUDGET_S on ZOO_CORES cores as analyses are added (a test adds up every step's measured `zoo_seconds`);
+- `full`: the published protocols at their own sizes, for real models on a GPU.
+A profile's options sit under the config file's and the command line's: those override them.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass, field
+
+from mechhybrid.errors import MechHybridError
+
+from . import ablation, representation
+from .spec import Analysis
+
+__all__ = ["Step", "STUDY", "PROFILES", "DEFAULT_PROFILE", "QUICK_BUDGET_S", "ZOO_CORES", "ZOO_MEASURED",
+           "step", "select_steps", "quick_wall_s", "profiles_help"]
+
+PROFILES = ("quick", "full")
+DEFAULT_PROFILE = "quick"
+QUICK_BUDGET_S = 600.0
+"""Wall time the quick study of the whole zoo may take on ZOO_CORES cores (one model per worker process)."""
+ZOO_CORES = 2
+ZOO_MEASURED = ("trained 6-model zoo, quick profile, one single-threaded worker per core: 549.5 s inside the "
+                "analyses, 290.0 s wall on 2 cores (benchmarks/bench_study.py, 2026-11-29, nothing else running), "
+                "split per model by each analysis's share of that model's time (2026-12-02, one thread)")
+"""How every step's `zoo_seconds` was measured."""
+
+
+@dataclass(frozen=True)
+class Step:
+    """One analysis of the study, with its options per profile."""
+
+    analysis: Analysis
+    zoo_seconds: float
+    """Measured seconds of this analysis at the quick profile, summed over the zoo's models (ZOO_MEASURED)."""
+    full: dict
+    """Options of the published protocol at its own sizes (`full` profile), over the Config defaults."""
+    protocol: str
+    """Which published protocol `full` follows, and what it cannot reproduce."""
+    quick: dict = field(default_factory=dict)
+    """Options of the `quick` profile over the Config defaults (which are themselves sized for the zoo)."""
+
+    @property
+    def name(self) -> str:
+        return self.analysis.name
+
+    def options(self, profile: str) -> dict:
+        """The profile's options for this analysis (a config file and CLI flags override them)."""
+        if profile not in PROFILES:
+            raise MechHybridError(f"unknown profile {profile!r}; profiles: {', '.join(PROFILES)}")
+        return dict(self.quick if profile == "quick" else self.full)
+
+
+STUDY: tuple[Step, ...] = (
+    # Per model (s): jamba 158.3, mamba2 96.2, parallel 84.8, gdn 75.7, griffin 52.8, transformer 30.7.
+    Step(ablation.SPEC, zoo_seconds=498.6,
+         full={"limit": 2000, "seed": 42, "context_lengths": (128, 256, 512, 1024), "resilience_length": 2048,
+               "budget_mb": 4096},
+         protocol="Study A exp. 1-6, seed 42: up to 2,000 items per benchmark (one limit for all; Study A "
+                  "sampled MMLU and HellaSwag 2,000, TruthfulQA 790, ARC 299, GSM8K 100), WikiText at 2,048 "
+                  "tokens for perplexity and resilience, context stress at 128-1,024 tokens, a quarter and three "
+                  "quarters of the layers removed in 5 trials each. Study A ablated Qwen3.5 by `skip`: add "
+                  "--method skip (or all)"),
+    # Per model (s): parallel 13.0, gdn 12.7, transformer 10.5, jamba 6.7, griffin 6.0, mamba2 2.1 (its sweep
+    # scores come from component_ablation's, so what it adds is the diagnostics, the MLP sweep and CKA).
+    Step(representation.SPEC, zoo_seconds=50.9,
+         full={"limit": 2000, "seed": 42, "diag_length": 2048, "budget_mb": 4096},
+         protocol="Study A exp. 7 at every position with the final norm, on 2,048-token WikiText windows; "
+                  "behavioural drops on up to 2,000 items per benchmark, seed 42"),
+)
+"""What `mechhybrid study` runs, in this order (representation reuses component_ablation's scores)."""
+
+
+def step(name: str) -> Step:
+    """The study's step of analysis `name`."""
+    for s in STUDY:
+        if s.name == name:
+            return s
+    raise MechHybridError(f"unknown analysis {name!r}; analyses: {', '.join(s.name for s in STUDY)}")
+
+
+def select_steps(names=None) -> tuple[Step, ...]:
+    """The steps of the analyses `names` (the `--analyses` list), in the study's order; every step for None."""
+    if names is None:
+        return STUDY
+    known = [s.name for s in STUDY]
+    for name in names:
+        if name not in known:
+            raise MechHybridError(f"unknown analysis {name!r} in --analyses; the study's analyses: "
+                                  f"{', '.join(known)}")
+    return tuple(s for s in STUDY if s.name in names)
+
+
+def quick_wall_s(steps=None) -> float:
+    """The quick study's expected wall time on the zoo with ZOO_CORES worker processes (every step by default):
+    the measured seconds, shared out over the cores."""
+    return sum(s.zoo_seconds for s in (STUDY if steps is None else steps)) / ZOO_CORES
+
+
+def _options_text(options: dict) -> str:
+    if not options:
+        return "the Config defaults"
+    return ", ".join(f"{k} = {list(v) if isinstance(v, tuple) else v}" for k, v in options.items())
+
+
+def _wrapped(text: str, indent: int) -> list[str]:
+    return textwrap.wrap(text, 100, initial_indent=" " * indent, subsequent_indent=" " * (indent + 4))
+
+
+def profiles_help() -> str:
+    """The profiles, each analysis's options and its measured time on the zoo, for `study --help`."""
+    lines = ["profiles (--profile):"]
+    lines += _wrapped(f"quick (default): sized for the zoo; about {quick_wall_s():.0f} s for the whole zoo on "
+                      f"{ZOO_CORES} cores (budget {QUICK_BUDGET_S:.0f} s). Measured: {ZOO_MEASURED}.", 2)
+    for s in STUDY:
+        lines += _wrapped(f"{s.name}: {_options_text(s.quick)}; {s.zoo_seconds:.0f} s summed over the zoo's "
+                          "models", 4)
+    lines += _wrapped("full: the published protocols at their own sizes, for real models on a GPU (add --dtype "
+                      "bfloat16 and the data sets in the config's [data] table).", 2)
+    for s in STUDY:
+        lines += _wrapped(f"{s.name}: {_options_text(s.full)}. {s.protocol}.", 4)
+    return "\n".join(lines)
