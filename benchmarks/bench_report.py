@@ -1,6 +1,6 @@
 """Wall time of `mechhybrid report` and the weight of its pages.
 
-Issue 7: seconds, not minutes, on the zoo study's results; page weight said (the vega runtime, ~0.9 MB, is
+Goal: seconds, not minutes, on the zoo study's results; page weight said (the vega runtime, ~0.9 MB, is
 one file, vega.js, shared by the pages). Times are also given as ratios to a reference measured in the same run, reading
 and parsing every result JSON, so that numbers from different machines can be compared.
 

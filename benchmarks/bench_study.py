@@ -1,6 +1,6 @@
 """Wall time of `mechhybrid study` on the zoo, and the share of it spent inside model forwards.
 
-Goals (issue 6): the whole zoo in <= 5 minutes on 2 CPU cores; forwards >= 80% of the time.
+Goals: the whole zoo in <= 5 minutes on 2 CPU cores; forwards >= 80% of the time.
 "Forwards" is time inside HybridModel calls made by analyses (logits_many with its reduce, hidden_states,
 run, generate), from analyses.timing.FORWARD, written per (model, analysis) to OUT/timings.json.
 

@@ -43,7 +43,7 @@ QUICK_STRIDE = {"lm": 8, "facts": 6, "needle": 10, "recall": 10}
 EVAL_BATCH = 16
 """Batch size of card evaluation (batching is fixed, so re-measurement is bit-for-bit)."""
 TRAIN_CONTEXT = 256
-"""The needle quality bar is read at the training context length (issue 5)."""
+"""The needle quality bar is read at the training context length."""
 LOSS_CURVE_BIN = 25
 
 

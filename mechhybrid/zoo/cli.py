@@ -17,7 +17,7 @@ from mechhybrid.zoo import registry
 __all__ = ["add_zoo_commands", "cmd_zoo_list", "cmd_zoo_show", "cmd_zoo_train", "cmd_zoo_eval", "EVAL_TOLERANCE"]
 
 EVAL_TOLERANCE = 1e-6
-"""`zoo eval` passes when every re-measured score is within this of the card's (issue 5)."""
+"""`zoo eval` passes when every re-measured score is within this of the card's (the zoo's reproduction bar)."""
 
 
 def _summary(card: dict) -> dict:

@@ -10,7 +10,7 @@ Every document is a list of words (one word = one token of the zoo tokenizer). F
   chosen depth, then a question with an answer prefix ("what is the code of anna ? seven
   three ."): Study B's protocol in miniature; key and value are fresh random draws.
 - ``recall``: dense multi-query associative recall ("anna seven three ; bob ... | bob ? ...").
-- ``copy``: a random span repeated at a random offset (issue 5: fixed-period repeats teach a
+- ``copy``: a random span repeated at a random offset (fixed-period repeats teach a
   positional shortcut, random offsets teach induction).
 
 A ``Doc`` also records which word positions are answers, so the loss can up-weight them and
@@ -233,7 +233,7 @@ def copy_doc(rng: random.Random, length: int) -> Doc:
 
 
 def sample_doc(rng: random.Random, kind: str) -> Doc:
-    """A training document of `kind` with the recipe's length ranges (issue 5 feasibility mix)."""
+    """A training document of `kind` with the recipe's length ranges."""
     if kind == "text":
         return text_doc(rng, rng.randint(64, 256))
     if kind == "needle":

@@ -1,6 +1,6 @@
 """Model recipes of the zoo: one training recipe for all models, one tiny config per family.
 
-Sizes follow the feasibility run in issue 5 (hidden 128, 4 layers, Mamba-2 6 layers,
+Sizes follow the zoo's feasibility run (hidden 128, 4 layers, Mamba-2 6 layers,
 256-token vocabulary, tied embeddings, about 0.6-0.85M parameters), so that every
 model trains in about an hour of one CPU core or less (17-66 min) and analyses run in seconds.
 
@@ -30,7 +30,7 @@ HIDDEN = 128
 
 @dataclass(frozen=True)
 class Recipe:
-    """The one training recipe shared by every zoo model (issue 5: same data, budget, optimiser)."""
+    """The one training recipe shared by every zoo model (same data, budget, optimiser)."""
 
     version: int = 5
     """Bumped whenever a field's default changes (cards record the whole recipe)."""
@@ -46,7 +46,7 @@ class Recipe:
     micro_batch: int = 4
     """Rows per forward: the length-sorted rows are split so that padding costs little compute."""
     lr: float = 3e-3
-    """Constant learning rate: a cosine schedule had already decayed when retrieval began (issue 5)."""
+    """Constant learning rate: a cosine schedule had already decayed when retrieval began."""
     weight_decay: float = 0.01
     """AdamW weight decay."""
     betas: tuple[float, float] = (0.9, 0.98)
@@ -54,7 +54,7 @@ class Recipe:
     grad_clip: float = 1.0
     """Global gradient-norm clip."""
     answer_weight: float = 4.0
-    """Loss weight on answer tokens of needle, recall and copy documents (up-weighted, issue 5)."""
+    """Loss weight on answer tokens of needle, recall and copy documents (up-weighted: they carry the retrieval signal)."""
     random_weight: float = 0.1
     """Loss weight on tokens that are fresh uniform draws (keys, values, copy spans at first sight). Recipe 1
     weighted them 1, though their loss (2.3-5.5 nats a token) is irreducible: gradient noise. (Recipe 1's

@@ -1,4 +1,4 @@
-"""Every number a reader sees in a finding or a tooltip is a number of results.csv (issue 7)."""
+"""Every number a reader sees in a finding or a tooltip is a number of results.csv."""
 
 from __future__ import annotations
 

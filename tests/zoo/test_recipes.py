@@ -1,4 +1,4 @@
-"""Zoo recipes: one tiny config per family, parameter counts matched within 25% (issue 5)."""
+"""Zoo recipes: one tiny config per family, parameter counts matched within 25%."""
 
 import pytest
 
