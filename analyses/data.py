@@ -127,9 +127,13 @@ def _longest(task) -> int:
     return max(len(item.prompt) for item in task.items) + task.max_new_tokens
 
 
+_SAID: set[str] = set()
+
+
 def beyond_training(hm, tasks: dict) -> list[str]:
-    """One note (also said on stderr) per benchmark whose inputs are longer than the zoo model was trained on:
-    such inputs run (retrieval beyond the training length is measured on purpose), and the Result says so."""
+    """One note per benchmark whose inputs are longer than the zoo model was trained on: such inputs run
+    (retrieval beyond the training length is measured on purpose), and the Result says so; stderr hears it
+    once per process (a study loads each model's benchmarks once per analysis)."""
     name = str(getattr(hm, "name", ""))
     if not name.startswith("zoo:"):
         return []
@@ -142,7 +146,9 @@ def beyond_training(hm, tasks: dict) -> list[str]:
         if trained and longest > trained:
             notes.append(f"{task_name}: inputs of up to {longest} tokens, beyond the {trained} tokens {name} was "
                          "trained on (scores there measure length generalisation)")
-            warn(notes[-1])
+            if notes[-1] not in _SAID:
+                _SAID.add(notes[-1])
+                warn(notes[-1])
     return notes
 
 
