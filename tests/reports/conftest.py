@@ -323,8 +323,8 @@ class Browser:
         self.send("Target.closeTarget", targetId=target)
         return {"state": state, "events": events}
 
-    def _open(self, path: Path, timeout_s: float = 45) -> tuple[str, str]:
-        """Open `path` offline in a 1280 x 900 window and wait for its charts: (target, session)."""
+    def _open(self, path: Path, timeout_s: float = 45) -> tuple[str, str, dict]:
+        """Open `path` offline in a 1280 x 900 window and wait for its charts: (target, session, page state)."""
         import time
 
         target = self.send("Target.createTarget", url="about:blank")["targetId"]
@@ -342,11 +342,11 @@ class Browser:
             if (state["result"].get("value") or {}).get("ready"):
                 break
             time.sleep(0.2)
-        return target, session
+        return target, session, state
 
     def evaluate(self, path: Path, expression: str):
         """The value of `expression` on `path` once its charts are drawn."""
-        target, session = self._open(path)
+        target, session, _ = self._open(path)
         try:
             reply = self.send("Runtime.evaluate", session=session, returnByValue=True, awaitPromise=True,
                               expression=expression)
@@ -361,7 +361,7 @@ class Browser:
         axe is injected through DevTools, which the page's CSP does not govern; the page itself is unchanged."""
         run = ("axe.run(document, {resultTypes: ['violations']}).then(r => r.violations.map(v => ({id: v.id, "
                "impact: v.impact, help: v.help, nodes: v.nodes.map(n => n.target.join(' '))})))")
-        target, session = self._open(path)
+        target, session, _ = self._open(path)
         try:
             for expression, wait in ((axe_js, False), (run, True)):
                 reply = self.send("Runtime.evaluate", session=session, returnByValue=True, awaitPromise=wait,
@@ -376,7 +376,7 @@ class Browser:
         """The whole drawn page of `path` (1280 px wide) as a PNG."""
         import base64
 
-        target, session = self._open(path)
+        target, session, _ = self._open(path)
         try:
             height = self.send("Runtime.evaluate", session=session, returnByValue=True,
                                expression="document.documentElement.scrollHeight")["result"]["value"]
@@ -391,18 +391,7 @@ class Browser:
         """Hover the first mark of every chart on `path`; return each tooltip's text and child-element tags."""
         import time
 
-        target = self.send("Target.createTarget", url="about:blank")["targetId"]
-        session = self.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
-        self.send("Runtime.enable", session=session)
-        self.send("Emulation.setDeviceMetricsOverride", session=session, width=1280, height=900,
-                  deviceScaleFactor=1, mobile=False)
-        self.send("Page.navigate", session=session, url=path.resolve().as_uri())
-        deadline = time.time() + timeout_s
-        while time.time() < deadline:
-            state = self.send("Runtime.evaluate", session=session, returnByValue=True, expression=_STATE_JS)
-            if (state["result"].get("value") or {}).get("ready"):
-                break
-            time.sleep(0.2)
+        target, session, state = self._open(path, timeout_s)
         found = []
         for chart in state["result"]["value"]["charts"]:
             point = self.send("Runtime.evaluate", session=session, returnByValue=True,
