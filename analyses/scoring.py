@@ -8,20 +8,21 @@ change the logits at its scored positions (checked against unpadded runs in test
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from mechhybrid.errors import MechHybridError
 from mechhybrid.finite import check_finite
+from mechhybrid.results.vocabulary import ABLATION_METHODS
 
-from .tasks import LOSS_CLAMP, GenTask, Seq, SeqScores, Task
+from mechhybrid.zoo.scoring import STAT_NAMES, Seq, SeqScores, span_masks, span_stats
+
+from .tasks import GenTask, Task
 from .timing import FORWARD
 
 __all__ = ["Condition", "References", "interventions_for", "score_seqs", "score_task", "vocab_size"]
-
-ABLATION_METHODS = ("zero", "mean", "resample", "skip")
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,8 @@ class Condition:
     method: str
     """none (baseline) | zero | mean | resample | skip."""
     components: tuple = ()
+    coords: dict = field(default_factory=dict, compare=False)
+    """The name's typed coordinates, written on every row of the condition (not part of its identity)."""
 
     def __post_init__(self):
         if self.method not in ("none",) + ABLATION_METHODS:
@@ -113,18 +116,6 @@ def vocab_size(hm) -> int:
     return int(hm.hf_model.config.vocab_size)
 
 
-def _span_masks(ids: torch.Tensor, seqs: list[Seq]) -> torch.Tensor:
-    """[span, batch, seq-1]: True where position j predicts a token j+1 of that span (of that row)."""
-    pos = torch.arange(ids.shape[1] - 1)
-    masks = []
-    for row, s in enumerate(seqs):
-        for start, end in s.spans:
-            m = torch.zeros(ids.shape[0], ids.shape[1] - 1, dtype=torch.bool)
-            m[row] = (pos >= start - 1) & (pos < end - 1)
-            masks.append(m)
-    return torch.stack(masks).to(ids.device)
-
-
 def _finite(hm, ids: torch.Tensor, logits: torch.Tensor, cond: Condition) -> torch.Tensor:
     """`logits`, after checking that they are finite: a damaged model (NaN weights, a half-precision overflow)
     ends the analysis with one line naming the model, the condition and where the first non-finite value
@@ -136,27 +127,12 @@ def _finite(hm, ids: torch.Tensor, logits: torch.Tensor, cond: Condition) -> tor
     return logits
 
 
-def _span_stats(logits: torch.Tensor, ids: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """One set's logits [batch, seq, vocab] -> [5, span]: logp, clamped nll, tokens, clamped, exact.
-
-    Runs as logits_many's `reduce`: only these sums are kept per set, never every set's full logits."""
-    logits = logits[:, :-1].float()
-    targets = ids[:, 1:].to(logits.device)
-    lp = torch.gather(logits, -1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
-    miss = (logits.argmax(-1) != targets).float()
-    nll = (-lp).clamp(max=LOSS_CLAMP)
-    m = masks.to(lp.device).float()  # [span, batch, seq-1]
-    total = lambda x: (m * x.unsqueeze(0)).sum((1, 2))  # noqa: E731
-    return torch.stack([total(lp), total(nll), m.sum((1, 2)), total((-lp >= LOSS_CLAMP).float()),
-                        (total(miss) == 0).float()])
-
-
 def score_seqs(hm, seqs: list[Seq], conds: list[Condition], refs: References | None,
                batch_size: int = 16, budget_mb: float = 512, pad_id: int = 0) -> SeqScores:
     """SeqScores [set, span] for every condition, via hm.logits_many on length-sorted, right-padded batches."""
     n_sets, n = len(conds), len(seqs)
     offsets = np.cumsum([0] + [len(s.spans) for s in seqs])
-    out = [np.zeros((n_sets, int(offsets[-1]))) for _ in range(5)]
+    out = [np.zeros((n_sets, int(offsets[-1]))) for _ in STAT_NAMES]
     order = sorted(range(n), key=lambda i: (-len(seqs[i].ids), i))
     vocab = vocab_size(hm)
     device = getattr(hm.hf_model, "device", torch.device("cpu"))
@@ -167,7 +143,7 @@ def score_seqs(hm, seqs: list[Seq], conds: list[Condition], refs: References | N
         for r, i in enumerate(idx):
             ids[r, : len(seqs[i].ids)] = torch.tensor(seqs[i].ids)
         ids = ids.to(device)
-        masks = _span_masks(ids, [seqs[i] for i in idx])
+        masks = span_masks(ids, [seqs[i] for i in idx])
         cols = np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in idx])
         # Chunk the sets so that one forward's logits stay within the memory budget (vocab 150k on real models).
         chunk = max(1, int(budget_mb * 2**20 // (4 * len(idx) * width * vocab)))
@@ -176,10 +152,10 @@ def score_seqs(hm, seqs: list[Seq], conds: list[Condition], refs: References | N
             in_order = iter(conds[c0:c0 + chunk])  # logits_many reduces the sets one by one, in order
             with torch.no_grad(), FORWARD:
                 stats = hm.logits_many(
-                    ids, sets, reduce=lambda part: _span_stats(_finite(hm, ids, part, next(in_order)), ids, masks),
+                    ids, sets, reduce=lambda part: span_stats(_finite(hm, ids, part, next(in_order)), ids, masks),
                     max_rows=len(sets) * len(idx))
             stats = stats.double().cpu().numpy()  # [set, 5, span]
-            for k in range(5):
+            for k in range(len(STAT_NAMES)):
                 out[k][c0:c0 + len(sets), cols] = stats[:, k]
     return SeqScores(*out)
 

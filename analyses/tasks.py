@@ -2,7 +2,8 @@
 
 One shape for every source (the zoo's synthetic language, Study A's real data sets): each task turns into
 `Seq`s (ids + where the scored span starts) whose per-sequence log-likelihoods come from one batched
-forward per intervention set (analyses/scoring.py), then reduces them to per-item scores.
+forward per intervention set (analyses/scoring.py, through mechhybrid.zoo.scoring, the scorer the zoo's cards
+use too), then reduces them to per-item scores.
 
 Axis names: "set" (one intervention set), "seq" (one scored token sequence), "item" (one benchmark item,
 one or several seqs).
@@ -15,57 +16,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mechhybrid.zoo.scoring import LOSS_CLAMP, Seq, SeqScores
+
 __all__ = ["Seq", "SeqScores", "LMTask", "ChoiceItem", "ChoiceTask", "SpanItem", "SpanTask",
            "GenItem", "GenTask", "Task", "LOSS_CLAMP", "fit_to", "items_by"]
-
-LOSS_CLAMP = 20.0
-"""Per-token loss clamp for perplexity (Study A exp. 5): one broken token cannot reach exp(inf)."""
-
-
-@dataclass(frozen=True)
-class Seq:
-    """A token sequence and its scored spans: [start, end) token positions, each token predicted from the
-    one before it (so 1 <= start < end <= len(ids))."""
-
-    ids: tuple[int, ...]
-    spans: tuple[tuple[int, int], ...]
-
-    def __post_init__(self):
-        if not self.spans:
-            raise ValueError("Seq needs at least one scored span")
-        for start, end in self.spans:
-            if not 1 <= start < end <= len(self.ids):
-                raise ValueError(f"span [{start}, {end}) is not inside [1, {len(self.ids)}]")
-
-
-@dataclass
-class SeqScores:
-    """Per-span log-likelihood statistics for every intervention set: arrays [set, span], spans in the order
-    of the sequences and, within one, of its spans."""
-
-    logp: np.ndarray
-    """Sum of log p(token) over the scored span."""
-    nll_clamped: np.ndarray
-    """Sum of min(-log p, LOSS_CLAMP) over the scored span."""
-    n_tok: np.ndarray
-    """Scored tokens."""
-    n_clamped: np.ndarray
-    """Scored tokens whose loss reached the clamp."""
-    exact: np.ndarray
-    """1.0 where every scored token is the argmax prediction (teacher forced), else 0.0."""
-
-    def __post_init__(self):
-        shape = self.logp.shape
-        for name in ("nll_clamped", "n_tok", "n_clamped", "exact"):
-            if getattr(self, name).shape != shape:
-                raise ValueError(f"SeqScores.{name} has shape {getattr(self, name).shape}, expected {shape}")
-        if len(shape) != 2:
-            raise ValueError(f"SeqScores arrays are [set, span], got {shape}")
-
-    def take(self, i: int) -> "SeqScores":
-        """The scores of set i, as a one-set SeqScores."""
-        return SeqScores(*(getattr(self, k)[i:i + 1] for k in
-                           ("logp", "nll_clamped", "n_tok", "n_clamped", "exact")))
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ import numpy as np
 
 from mechhybrid.errors import MechHybridError
 from mechhybrid.zoo import language as lang
+from mechhybrid.zoo.scoring import Seq, score_sequences
 from mechhybrid.zoo.tokenizer import encode_words
 
 __all__ = [
@@ -210,57 +211,38 @@ def _build(name: str, version: str) -> Benchmark:
     return _BUILDERS[name](version)
 
 
-def _sequences(bench: Benchmark) -> list[tuple[int, ...]]:
-    if bench.name == "facts":  # one sequence per (item, choice)
-        return [it.input_ids + ch for it in bench.items for ch in it.choices]
-    return [it.input_ids for it in bench.items]
-
-
-def _token_logprobs(seqs, logits_fn: LogitsFn, batch_size: int, pad_id: int = 0) -> list[np.ndarray]:
-    """Log-prob of every next token: out[i][t] = log p(seq[t+1] | seq[:t+1]).
-
-    Sequences are right-padded (harmless for causal models) and batched in a fixed,
-    length-sorted order, so the same call gives the same floats every time.
-    """
-    import torch
-
-    order = sorted(range(len(seqs)), key=lambda i: (len(seqs[i]), i))
-    out: list[np.ndarray] = [np.empty(0)] * len(seqs)
-    for start in range(0, len(order), batch_size):
-        chunk = order[start:start + batch_size]
-        width = max(len(seqs[i]) for i in chunk)
-        ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
-        for row, i in enumerate(chunk):
-            ids[row, :len(seqs[i])] = torch.tensor(seqs[i])
-        with torch.no_grad():
-            logp = torch.log_softmax(logits_fn(ids).double(), dim=-1)  # [batch, seq, vocab]
-        nxt = logp[:, :-1].gather(-1, ids[:, 1:, None])[..., 0]  # [batch, seq-1]
-        argmax_ok = logp[:, :-1].argmax(-1) == ids[:, 1:]
-        for row, i in enumerate(chunk):
-            n = len(seqs[i]) - 1
-            out[i] = np.stack([nxt[row, :n].numpy(), argmax_ok[row, :n].numpy().astype(np.float64)])
-    return out
+def _sequences(bench: Benchmark) -> list[Seq]:
+    """The benchmark as scored sequences: lm scores every token after the first, facts one sequence per
+    (item, choice) scoring the choice's tokens, needle and recall the answer spans."""
+    if bench.name == "lm":
+        return [Seq(it.input_ids, ((1, len(it.input_ids)),)) for it in bench.items]
+    if bench.name == "facts":
+        return [Seq(it.input_ids + ch, ((len(it.input_ids), len(it.input_ids) + len(ch)),))
+                for it in bench.items for ch in it.choices]
+    return [Seq(it.input_ids, it.answer_spans) for it in bench.items]
 
 
 def score_items(bench: Benchmark, logits_fn: LogitsFn, batch_size: int = 16) -> ItemScores:
-    """Per-item scores of `bench` under `logits_fn` (see the module docstring for each metric)."""
-    per_seq = _token_logprobs(_sequences(bench), logits_fn, batch_size)
+    """Per-item scores of `bench` under `logits_fn` (see the module docstring for each metric), through the
+    shared teacher-forced scorer (mechhybrid.zoo.scoring) in float64."""
+    import torch
+
+    stats = score_sequences(_sequences(bench), logits_fn, batch_size, dtype=torch.float64).take(0)
     n = len(bench.items)
     values, weights = np.zeros(n), np.ones(n)
     if bench.name == "lm":
-        for i, lp in enumerate(per_seq):
-            values[i], weights[i] = -lp[0].sum(), lp.shape[1]
+        values, weights = -stats.logp[0], stats.n_tok[0].copy()
     elif bench.name == "facts":
         cursor = 0
         for i, it in enumerate(bench.items):
-            lls = [per_seq[cursor + c][0][-len(ch):].sum() for c, ch in enumerate(it.choices)]
+            lls = stats.logp[0][cursor:cursor + len(it.choices)]
             cursor += len(it.choices)
             values[i] = float(int(np.argmax(lls)) == it.correct)
     else:
-        for i, (it, lp) in enumerate(zip(bench.items, per_seq)):
-            # Token at position p is predicted at p-1: index p-1 of the next-token arrays.
-            hits = [lp[1][s - 1:e - 1].all() for s, e in it.answer_spans]
-            values[i] = float(np.mean(hits))
+        cursor = 0
+        for i, it in enumerate(bench.items):
+            values[i] = float(np.mean(stats.exact[0][cursor:cursor + len(it.answer_spans)]))
+            cursor += len(it.answer_spans)
     return ItemScores(values, weights)
 
 
