@@ -1,0 +1,150 @@
+"""The retrieval analysis: prompts, scorers, and generation under phase-limited ablations, checked against a
+plain-torch reference (forward hooks and a greedy loop without a cache)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from analyses.retrieval import RetrievalConfig
+from analyses.retrieval.analysis import plan, run
+from analyses.retrieval.conditions import kind_conditions
+from analyses.retrieval.generate import decoder, generate_scores
+from analyses.retrieval.prompts import just_read_twice, text_grid, zoo_grid
+from analyses.retrieval.scorers import score_exact, score_string_match_all, score_substring
+from mechhybrid.errors import MechHybridError
+
+
+def test_zoo_grid_prompts_hold_their_needle():
+    from mechhybrid.zoo.tokenizer import encode_words
+
+    prompts = zoo_grid((64, 128), (0.0, 0.5, 1.0), per_cell=2, seed=3)
+    assert len(prompts) == 12
+    question = encode_words(["what", "is", "the", "code", "of"])
+    for p in prompts:
+        assert len(p.ids) + len(p.answer_ids) + 1 == p.context_length  # the doc minus its answer and "."
+        assert tuple(p.ids[v] for v in p.value_positions) == p.answer_ids
+        assert list(p.ids[-7:-2]) == question
+        assert p.needle_positions[0] < p.value_positions[0] <= p.value_positions[-1] < p.needle_positions[-1]
+    # Deeper needles sit later; another seed draws other prompts.
+    at = {(p.context_length, p.depth): p.needle_positions[0] for p in prompts if p.index == 0}
+    assert at[(128, 0.0)] < at[(128, 0.5)] < at[(128, 1.0)]
+    assert [p.ids for p in zoo_grid((64,), (0.5,), 2, seed=4)] != [p.ids for p in prompts[2:4]]
+
+
+def test_just_read_twice_repeats_the_context_before_the_question():
+    p = zoo_grid((64,), (0.5,), 1, seed=0)[0]
+    twice = just_read_twice(p)
+    context = p.ids[1:-7]
+    assert twice.ids == p.ids[:1] + context + context + p.ids[-7:]
+    assert tuple(twice.ids[v] for v in twice.value_positions) == p.answer_ids
+    assert twice.value_positions[0] > len(context)  # the copy nearer the question
+
+
+class _WordTokenizer:
+    """Whitespace tokens, ids in order of first sight: enough to place a needle by hand."""
+
+    bos_token_id = None
+
+    def __init__(self):
+        self.ids: dict[str, int] = {}
+
+    def __call__(self, text, add_special_tokens=False):
+        return {"input_ids": [self.ids.setdefault(w, len(self.ids)) for w in text.split()]}
+
+
+def test_text_grid_places_the_needle_after_a_sentence_end(tmp_path):
+    hay = tmp_path / "essay.txt"
+    hay.write_text(" ".join(f"filler sentence number {i} ends here." for i in range(40)))
+    tok = _WordTokenizer()
+    prompts = text_grid(tok, hay, (60, 120), (0.0, 0.5, 1.0), "the magic code is red blue .",
+                        "what is the magic code ?", "the magic code is", "red blue")
+    assert len(prompts) == 6
+    for p in prompts:
+        assert tuple(p.ids[v] for v in p.value_positions) == p.answer_ids
+        before = p.ids[:p.needle_positions[0]]
+        assert not before or before[-1] == tok.ids["here."]  # inserted after a sentence end
+    depth0, depth1 = prompts[0], prompts[2]
+    assert depth0.needle_positions[0] == 0 and depth1.needle_positions[0] > 50
+    with pytest.raises(MechHybridError, match="not found"):
+        text_grid(tok, tmp_path / "missing.txt", (60,), (0.5,), "n", "q", "p", "a")
+
+
+def test_scorers():
+    assert score_exact([5, 6, 7], (5, 6)) == 1.0 and score_exact([5, 7, 6], (5, 6)) == 0.0
+    answer = "eat a sandwich and sit in Dolores Park on a sunny day"  # 12 words -> 5 chunks of <= 3
+    assert score_substring("I would eat a sandwich", answer) == pytest.approx(1 / 4)  # 4 chunks of 3 words
+    assert score_substring("EAT A SANDWICH and sit in dolores park on a sunny day", answer) == 1.0
+    assert score_string_match_all("the code is 3 4 .", "3 4") == 1.0
+    assert score_string_match_all("the code is 3 5 .", ["3 4", "3 5"]) == 0.5
+
+
+@pytest.fixture(scope="module")
+def hm_gdn():
+    import mechhybrid
+
+    return mechhybrid.load("zoo:hybrid-gdn")
+
+
+def _reference_greedy(hm, prompt, new, zero_from, zero_to, kind="attention"):
+    """Greedy decoding by full forwards without a cache, the kind's outputs zeroed at positions
+    [zero_from, zero_to) by plain forward hooks."""
+    model = hm.hf_model
+    modules = [hm.module(c.path) for c in hm.components if c.kind == kind]
+
+    def hook(module, args, output):
+        out = output[0] if isinstance(output, tuple) else output
+        out = out.clone()
+        out[:, zero_from:zero_to] = 0
+        return (out,) + tuple(output[1:]) if isinstance(output, tuple) else out
+
+    handles = [m.register_forward_hook(hook) for m in modules]
+    try:
+        ids = torch.tensor([prompt.ids])
+        with torch.no_grad():
+            for _ in range(new):
+                nxt = model(input_ids=ids).logits[0, -1].argmax()
+                ids = torch.cat([ids, nxt.view(1, 1)], dim=1)
+    finally:
+        for h in handles:
+            h.remove()
+    return ids[0, len(prompt.ids):].tolist()
+
+
+@pytest.mark.parametrize("phase", ["prefill", "generation", "all"])
+def test_phase_limited_ablation_equals_hooked_reference(hm_gdn, phase):
+    prompts = zoo_grid((64, 96), (0.2, 0.8), per_cell=1, seed=1)
+    cond = next(c for c in kind_conditions(hm_gdn, ["attention"], (phase,)))
+    scores = generate_scores(hm_gdn, prompts, cond, max_new_tokens=3, batch_size=3, generation_phase="answer",
+                             decode=decoder(hm_gdn, True))
+    for i, p in enumerate(prompts):
+        n = len(p.ids)
+        span = {"prefill": (0, n), "generation": (n - 1, None), "all": (0, None)}[phase]
+        ref = _reference_greedy(hm_gdn, p, 3, *span)
+        assert scores["exact"][i] == float(tuple(ref[:2]) == p.answer_ids)
+
+
+def test_run_rows_and_baseline_against_reference(hm_gdn):
+    cfg = RetrievalConfig(lengths=(64,), depths=(0.0, 1.0), per_cell=2, phases=("all",), kinds=("attention",))
+    result = run(hm_gdn, cfg)
+    prompts = zoo_grid((64,), (0.0, 1.0), 2, seed=0)
+    expected = np.mean([tuple(_reference_greedy(hm_gdn, p, 3, 0, 0)[:2]) == p.answer_ids for p in prompts])
+    overall = {(r.condition, r.metric): r for r in result.rows if "depth" not in r.coords
+               and "context_length" not in r.coords}
+    assert overall[("baseline", "acc:exact")].value == pytest.approx(expected)
+    drop = overall[("zero:attention:all", "drop:exact")]
+    assert drop.value == pytest.approx(expected - overall[("zero:attention:all", "acc:exact")].value)
+    cells = [r for r in result.rows if r.condition == "baseline" and "depth" in r.coords]
+    assert sorted((r.coords["context_length"], r.coords["depth"]) for r in cells) == [(64, 0.0), (64, 1.0)]
+    assert all(r.n == 2 for r in cells)
+    assert result.extra["chance"] == 0.01 and result.extra["generation_phase"] == "answer"
+
+
+def test_bad_inputs(hm_gdn):
+    with pytest.raises(MechHybridError, match="depths"):
+        RetrievalConfig(depths=(1.5,))
+    with pytest.raises(MechHybridError, match="phase"):
+        RetrievalConfig(phases=("later",))
+    with pytest.raises(MechHybridError, match="none of the kinds"):
+        plan(hm_gdn, RetrievalConfig(kinds=("ssm",)))
