@@ -10,15 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mechhybrid.errors import MechHybridError
+from mechhybrid.results.vocabulary import ABLATION_METHODS as SEMANTICS
+from mechhybrid.results.vocabulary import COMPONENT_KINDS as ALL_KINDS
+from mechhybrid.results.vocabulary import MIXER_KINDS
 
 from .configs import check_types
 
 __all__ = ["SharedOptions", "MIXER_KINDS", "ALL_KINDS", "SEMANTICS"]
-
-MIXER_KINDS = ("attention", "ssm", "linear_attention", "recurrent", "conv")
-ALL_KINDS = MIXER_KINDS + ("mlp",)
-SEMANTICS = ("zero", "mean", "resample", "skip")
-"""The named ablation semantics (README: 'Ablation semantics are always named')."""
 
 
 @dataclass

@@ -5,7 +5,7 @@ checkpoint folder without a finished condition in it; whatever was finished stay
 first file written into them, so a run that fails before its first result creates nothing. Every OSError of a
 write becomes one MechHybridError line that names the path.
 
-Torch-free: schema.py (read by reports/) writes through here.
+Torch-free. Every file is written through `atomic_write` (mechhybrid.results.files, shared with the Results).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 
 from mechhybrid.errors import MechHybridError
+from mechhybrid.results.files import atomic_write  # one atomic write for every output file
 
 __all__ = ["check_out_dir", "check_writable", "atomic_write", "move_aside", "remove_tree", "locked", "prune",
            "META"]
@@ -53,32 +54,6 @@ def check_writable(folder) -> None:
 
 def _error(path: Path, exc: OSError) -> MechHybridError:
     return MechHybridError(f"cannot write {path}: {exc.strerror or exc}")
-
-
-def _missing_folders(path: Path) -> list[Path]:
-    """The folders above `path` that do not exist yet, deepest first."""
-    return [p for p in path.parents if not p.exists()]
-
-
-def atomic_write(path, text: str) -> None:
-    """Write `text` to `path` through a temporary file and a rename, so that an interrupted or failed write never
-    leaves a file that looks finished; on failure the temporary file and the folders this write created go."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    created = _missing_folders(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        for folder in created:
-            with contextlib.suppress(OSError):
-                folder.rmdir()  # only if empty: another process may have written into it meanwhile
-        if isinstance(exc, OSError):
-            raise _error(path, exc) from None
-        raise
 
 
 def move_aside(path: Path, target: Path) -> None:

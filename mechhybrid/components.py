@@ -26,10 +26,9 @@ from typing import Iterable, Sequence
 
 from mechhybrid.errors import MechHybridError, UnsupportedFamilyError
 from mechhybrid.families import KINDS, Family, Slot
+from mechhybrid.results.vocabulary import THIRDS
 
 __all__ = ["THIRDS", "Component", "ComponentMap", "build_components", "from_residual_units", "to_residual_units"]
-
-THIRDS = ("early", "middle", "late")
 
 
 @dataclass(frozen=True)

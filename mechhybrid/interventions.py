@@ -27,8 +27,7 @@ import torch
 
 from mechhybrid.components import Component
 from mechhybrid.errors import MechHybridError
-
-METHODS = ("zero", "mean", "resample", "skip")
+from mechhybrid.results.vocabulary import ABLATION_METHODS as METHODS
 PHASES = ("all", "prefill", "decode")
 UNITS = ("module", "residual")
 """`module`: a component's output as its module returns it; `residual`: as the residual stream receives it, after

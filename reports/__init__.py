@@ -9,20 +9,21 @@ can be rebuilt anywhere from the JSON alone.
     reports.render("OUT")                     # the same from Python; returns the pages written
     reports.chart_for(result)                 # every chart of one Result, for a notebook cell
 
-Modules, in data-flow order: `load` (files -> dicts, one line per unreadable file), `tables` (rows -> chart
-records), `charts` (records -> altair, no computing), `findings` (records -> sentences with their CIs),
-`headline` (the front page's matrix and one sentence per model), `terms` (what the words mean, on every
-page), `html` / `pages` / `index_page` (escaping, CSP, accessible chart blocks, page assembly), `render`,
-`screenshot`, `cli`.
+Modules, in data-flow order: `load` (files -> dicts, one line per unreadable file), `study_notes` (what the
+study ran and skipped), `tables` (rows -> chart records), `charts` (records -> altair, no computing),
+`findings` (records -> sentences with their CIs), `views` (one per analysis, found by its name, with a generic
+one for the rest: which records, charts and findings an analysis shows on each page, and its front-page
+headline), `terms` (what the words mean, on every page), `html` / `pages` / `index_page` (the shell:
+escaping, CSP, accessible chart blocks, page layout), `render`, `screenshot`, `cli`.
 """
 
-from reports.charts import chart_for_result
 from reports.cli import add_report_command, cmd_report
 from reports.load import load_results
 from reports.render import UnreadableResultsError, render
+from reports.views import chart_for_result, register_view, view_for
 
 __all__ = ["render", "chart_for", "chart_for_result", "load_results", "add_report_command", "cmd_report",
-           "UnreadableResultsError"]
+           "UnreadableResultsError", "register_view", "view_for"]
 
 
 def chart_for(result, palette=None):

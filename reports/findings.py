@@ -19,7 +19,7 @@ from reports.numbers import data_tag, null_for, percent_tag
 __all__ = [
     "effect", "group_findings", "ppl_ratio_findings", "layer_findings", "third_findings",
     "resilience_findings", "context_findings", "correlation_findings", "cka_model_findings", "condition_line",
-    "label", "metric_words", "span", "clamp_note", "CLAMP_NOTE_AT",
+    "label", "metric_words", "span", "clamp_note", "CLAMP_NOTE_AT", "extremes_findings",
 ]
 
 CLAMP_NOTE_AT = 0.01
@@ -209,6 +209,33 @@ def cka_model_findings(records: list[dict]) -> list[str]:
         out.append(f"{_model(high)} against {label(other)}: most alike at {label('layer ' + str(high['layer']))} "
                    f"(CKA {data_tag(high['value'])}), least at {label('layer ' + str(low['layer']))} "
                    f"(CKA {data_tag(low['value'])}).")
+    return out
+
+
+def _quoted(record: dict) -> str:
+    """A value with its CI as the row gives it, with no claim about what 'no effect' would be: the metric of
+    an analysis without a view has no known null."""
+    text = data_tag(record["value"])
+    if record["ci_low"] is None or record["ci_high"] is None:
+        return text
+    return f"{text} (95% CI {span(record['ci_low'], record['ci_high'])})"
+
+
+def extremes_findings(records: list[dict]) -> list[str]:
+    """Per model and metric, the largest and the smallest value and where (`where`: the record's condition
+    and coordinates as text), for an analysis without a view of its own."""
+    out = []
+    for (model, metric), group in _by(records, "model", "metric").items():
+        known = _largest_first([r for r in group if r["value"] is not None])
+        if not known:
+            continue
+        high, low = known[0], known[-1]
+        sentence = f"{_model(high)}: {label(metric_words(metric))} is "
+        if len(known) == 1:
+            out.append(sentence + f"{_quoted(high)} at {label(high['where'])}.")
+        else:
+            out.append(sentence + f"largest at {label(high['where'])}: {_quoted(high)}; smallest at "
+                       f"{label(low['where'])}: {_quoted(low)} ({len(known)} values).")
     return out
 
 

@@ -26,9 +26,10 @@ import html
 import json
 import re
 from dataclasses import dataclass
+from urllib.parse import quote
 
 __all__ = ["esc", "script_json", "vega_bundle", "ChartBlock", "chart_html", "spec_table", "anchor", "page",
-           "BOOT_JS", "RUNTIME_FILE"]
+           "model_href", "BOOT_JS", "RUNTIME_FILE"]
 
 RUNTIME_FILE = "vega.js"
 """The shared runtime's file name, in the report's root (model pages load it as ../vega.js)."""
@@ -130,6 +131,11 @@ def _sha256(text: str) -> str:
 def anchor(text: str) -> str:
     """A fragment id from a title: lower-case ASCII letters, digits and dashes only (titles hold user text)."""
     return re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-") or "section"
+
+
+def model_href(slug: str) -> str:
+    """A model page's path relative to the report root (percent-encoded: slugs are user text)."""
+    return "models/" + quote(slug, safe="") + ".html"
 
 
 @dataclass(frozen=True)

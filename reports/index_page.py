@@ -1,19 +1,21 @@
-"""The report's front page, read in ten seconds: one headline chart (reports.headline), one sentence per model
-with its intervals and a link to the evidence, the longer findings folded away; then what was run (models,
-semantics, data, seeds, versions) and links to every page and file."""
+"""The report's front page, read in ten seconds: what each analysis' view contributes to the headline (a chart,
+one sentence per model with its intervals and a link to the evidence, the longer findings folded away); then
+what was run (models, semantics, data, seeds, versions, the study's analyses and what it skipped) and links to
+every page and file."""
 
 from __future__ import annotations
 
 from urllib.parse import quote
 
-from reports import findings, tables
-from reports.headline import headline_chart, headline_findings, headline_records
-from reports.html import RUNTIME_FILE, ChartBlock, chart_html, esc, page
-from reports.load import Loaded
+from reports import tables
+from reports.html import RUNTIME_FILE, chart_html, esc, model_href, page
+from reports.load import Loaded, ModelResults
 from reports.numbers import readable
-from reports.pages import GROUP_TITLE, RATIO_TITLE, evidence_anchor, model_href, ordered_models, swatch
+from reports.pages import analysis_names, ordered_models, swatch
 from reports.palette import ROLE_LABELS, ROLE_ORDER, Palette
+from reports.study_notes import StudyNotes, study_html
 from reports.terms import terms_html
+from reports.views import Headline, view_for
 
 __all__ = ["index_page"]
 
@@ -54,55 +56,36 @@ def _data_and_versions(loaded: Loaded) -> str:
     return f"<p>Data: {data}.</p><p>Library versions: {versions}.</p>"
 
 
-def _all_findings(ablation: list[dict]) -> str:
-    """Every group-ablation finding (Study A exp. 1 and 5), one list per ablation semantics so that none are
-    mixed: folded under the headline."""
-    parts = []
-    for method in tables.methods_of(ablation):
-        only = tables.only_method(ablation, method)
-        sentences = (findings.ppl_ratio_findings(tables.ppl_ratio_records(only))
-                     + findings.group_findings(tables.group_records(only)))
-        if sentences:
-            items = "".join(f'<li class="finding">{s}</li>' for s in sentences)
-            parts.append(f'<h3>{esc(method)} ablation</h3><ul class="findings">{items}</ul>')
-    if not parts:
-        return ""
-    return f"<details><summary>Every group-ablation finding</summary>{''.join(parts)}</details>"
-
-
 _SHOWN = 5
-"""Headline sentences shown before the fold (one per model)."""
+"""Headline sentences of one analysis shown before the fold."""
 
 
-def _evidence(models, records: list[dict]) -> dict[str, str]:
-    """Model name -> its page's perplexity-ratio block (the accuracy-drop block if it has no ratio)."""
-    out = {}
-    for entry in models:
-        mine = [r for r in records if r["model"] == entry.model.get("name")]
-        if mine:
-            title = RATIO_TITLE if any(r["metric"] == "ppl_ratio" for r in mine) else GROUP_TITLE
-            out[mine[0]["model"]] = f"{model_href(entry.slug)}#{evidence_anchor(title, mine[0]['method'])}"
-    return out
-
-
-def _headline(loaded: Loaded) -> tuple[str, bool]:
-    """The headline's HTML, and whether it holds a chart."""
-    models = ordered_models(loaded)
-    ablation = [m.results["component_ablation"] for m in models if "component_ablation" in m.results]
-    records = headline_records(ablation)
-    chart = headline_chart(records)
-    if chart is None:
-        return "<p>No group-ablation results yet.</p>", False
-    evidence = _evidence(models, records)
-    sentences = headline_findings(records, evidence)
-    shown = "".join(f'<li class="finding">{s}</li>' for s in sentences[:_SHOWN])
-    more = "".join(f'<li class="finding">{s}</li>' for s in sentences[_SHOWN:])
-    block = ChartBlock("What removing each kind of component does", [], chart.to_dict(validate=False),
-                       findings.condition_line(records, ablation))
+def _headline_html(headline: Headline, k: int) -> str:
+    """One analysis' contribution to the headline (the `k`th: its chart ids get a suffix after the first)."""
+    shown = "".join(f'<li class="finding">{s}</li>' for s in headline.sentences[:_SHOWN])
+    more = "".join(f'<li class="finding">{s}</li>' for s in headline.sentences[_SHOWN:])
+    suffix = "" if k == 0 else f"-{k + 1}"
+    chart = (chart_html(headline.chart, "chart-headline" + suffix, "headline-chart" + suffix)
+             if headline.chart is not None else "")
     return (f'<ul class="findings headline">{shown}</ul>'
-            + (f'<details><summary>{len(sentences) - _SHOWN} more models</summary><ul class="findings">{more}</ul>'
-               "</details>" if more else "")
-            + chart_html(block, "chart-headline", "headline-chart") + _all_findings(ablation)), True
+            + (f"<details><summary>{len(headline.sentences) - _SHOWN} {esc(headline.folded_as)}</summary>"
+               f'<ul class="findings">{more}</ul></details>' if more else "")
+            + chart + headline.details)
+
+
+def _headline(models: list[ModelResults], palette: Palette) -> tuple[str, bool]:
+    """The headline's HTML (every analysis' view contributes its own, in page order), and whether it holds a
+    chart."""
+    found = [h for name in analysis_names(models) if (h := view_for(name).headline(models, palette)) is not None]
+    if not found:
+        return "<p>No headline findings yet.</p>", False
+    return "".join(_headline_html(h, k) for k, h in enumerate(found)), any(h.chart is not None for h in found)
+
+
+def _intro(models: list[ModelResults]) -> str:
+    """What the analyses did (each view's one-sentence summary), and what the intervals are."""
+    summaries = [view_for(name).summary for name in analysis_names(models)]
+    return " ".join([esc(s) for s in summaries if s] + ["Intervals are 95% bootstrap confidence intervals."])
 
 
 def _summary(loaded: Loaded) -> str:
@@ -118,24 +101,24 @@ def _problems(loaded: Loaded) -> str:
     return f"<h2>Results that could not be read</h2><ul>{items}</ul>"
 
 
-def index_page(loaded: Loaded, palette: Palette, shared_runtime: bool = False) -> str:
-    """The front page. `shared_runtime`: load vega.js beside it rather than inlining the runtime."""
+def index_page(loaded: Loaded, palette: Palette, shared_runtime: bool = False,
+               notes: StudyNotes | None = None) -> str:
+    """The front page. `shared_runtime`: load vega.js beside it rather than inlining the runtime; `notes`: the
+    study's (OUT/study.json), shown under what was run."""
     models = ordered_models(loaded)
     links = ['<li><a href="compare.html">All models side by side</a></li>']
     links += [f'<li><a href="{esc(model_href(m.slug))}">{esc(m.model.get("name"))}</a></li>' for m in models]
     if loaded.has_csv:
         links.append('<li><a href="results.csv">results.csv</a> (every number in this report)</li>')
     results = [r for m in models for r in m.results.values()]
-    headline, has_chart = _headline(loaded)
+    headline, has_chart = _headline(models, palette)
     body = (
-        f"<h1>mechhybrid report: {esc(_summary(loaded))}</h1>"
-        "<p>Components of each model are removed (ablated) one kind at a time; the rise in perplexity and the "
-        "drop in accuracy are measured against the same model intact. Intervals are 95% bootstrap confidence "
-        "intervals.</p>"
+        f"<h1>mechhybrid report: {esc(_summary(loaded))}</h1><p>{_intro(models)}</p>"
         f"{_problems(loaded)}<h2>Headline</h2>{headline}"
         + terms_html(results, [m.model for m in models])
         + f"<h2>What was run</h2>{_models_table(loaded, palette)}{_data_and_versions(loaded)}"
-        f"<h2>Pages</h2><ul>{''.join(links)}</ul>"
+        + (study_html(notes) if notes is not None else "")
+        + f"<h2>Pages</h2><ul>{''.join(links)}</ul>"
     )
     nav = [("index.html", "Index"), ("compare.html", "Compare models")]
     return page("mechhybrid report", nav, body, has_charts=has_chart,

@@ -1,8 +1,9 @@
 """Read a results directory (docs/results-schema.md) into plain dicts, one per Result JSON.
 
-Reports read only the JSON files: `results.csv` is the same rows flattened, and is linked from the index for
-people who want the numbers. A file that cannot be read becomes one `problem` line naming it, so that one
-corrupt or truncated JSON (a run killed mid-write) does not take the other results down with it.
+Reports read only the JSON files, through mechhybrid.results (which checks each file and upgrades a version-1
+Result to version 2): `results.csv` is the same rows flattened, and is linked from the index for people who
+want the numbers. A file that cannot be read becomes one `problem` line naming it, so that one corrupt or
+truncated JSON (a run killed mid-write) does not take the other results down with it.
 """
 
 from __future__ import annotations
@@ -11,12 +12,11 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mechhybrid.results import CorruptResultError, check_result, read_result_dict, result_files
+from mechhybrid.results.vocabulary import SCHEMA_VERSION
 from reports.palette import role_of
 
 __all__ = ["ModelResults", "Loaded", "load_results", "as_result_dict", "SCHEMA_VERSION"]
-
-SCHEMA_VERSION = 1
-_ROW_KEYS = ("condition", "method", "metric", "value", "ci_low", "ci_high", "n", "seed")
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class ModelResults:
     role: str
     """'hybrid', 'transformer' or 'ssm' (see palette.role_of)."""
     results: dict[str, dict] = field(default_factory=dict)
-    """analysis name -> Result dict, in sorted analysis order."""
+    """analysis name -> Result dict (schema version 2), in sorted analysis order."""
     files: dict[str, str] = field(default_factory=dict)
     """analysis name -> path of its JSON relative to the report root (for links)."""
 
@@ -48,73 +48,22 @@ class Loaded:
 
 
 def as_result_dict(result) -> dict:
-    """Accept a Result as a dict, or an analyses Result object (through its `to_json()`, the exact text it
-    writes to disk, or a `to_dict()`), for notebooks."""
+    """A Result as a schema-version-2 dict: a dict (a version-1 one upgraded and checked; a version-2 one as it
+    is, since files are checked when read), or an analyses Result object (through its `to_json()`, the exact
+    text it writes to disk, or a `to_dict()`), for notebooks."""
     if isinstance(result, dict):
-        return result
+        return result if result.get("schema_version") == SCHEMA_VERSION else check_result(result)
     to_json = getattr(result, "to_json", None)
     if callable(to_json):
         return json.loads(to_json())
     to_dict = getattr(result, "to_dict", None)
     if callable(to_dict):
-        return to_dict()
+        return check_result(to_dict())
     raise TypeError(f"expected a Result dict or an object with to_json() or to_dict(), got {type(result).__name__}")
 
 
-def _check_row(row, index: int) -> None:
-    if not isinstance(row, dict):
-        raise ValueError(f"row {index} is not an object")
-    missing = [key for key in _ROW_KEYS if key not in row]
-    if missing:
-        raise ValueError(f"row {index} lacks {', '.join(missing)}")
-    if not isinstance(row["condition"], str) or not isinstance(row["metric"], str):
-        raise ValueError(f"row {index}: condition and metric must be strings")
-    for key in ("value", "ci_low", "ci_high"):
-        value = row[key]
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise ValueError(f"row {index}: {key} is not a number")
-
-
-def check_result(result: dict) -> None:
-    """Raise ValueError saying what is wrong if `result` does not follow schema_version 1."""
-    if not isinstance(result, dict):
-        raise ValueError("top level is not an object")
-    if result.get("schema_version") != SCHEMA_VERSION:
-        raise ValueError(f"schema_version {result.get('schema_version')!r}, expected {SCHEMA_VERSION}")
-    if not isinstance(result.get("analysis"), str):
-        raise ValueError("no analysis name")
-    model = result.get("model")
-    if not isinstance(model, dict) or not isinstance(model.get("name"), str):
-        raise ValueError("no model name")
-    if not isinstance(result.get("rows"), list):
-        raise ValueError("no rows list")
-    for index, row in enumerate(result["rows"]):
-        _check_row(row, index)
-
-
-def _missing_constant(name: str) -> None:
-    # NaN / Infinity are not JSON (a browser's JSON.parse rejects them); a number that overflowed is shown as
-    # missing rather than losing the whole file.
-    return None
-
-
-def _read_one(path: Path) -> dict:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise ValueError(f"unreadable ({error.__class__.__name__}: {error})") from None
-    try:
-        result = json.loads(text, parse_constant=_missing_constant)
-    except json.JSONDecodeError as error:
-        # json's messages may end in "at" ("Unterminated string starting at"): the position completes them.
-        where = f"{error.msg.removesuffix(' at')} at line {error.lineno} column {error.colno}"
-        raise ValueError(f"corrupt or truncated JSON ({where})") from None
-    check_result(result)
-    return result
-
-
 def load_results(out_dir: Path) -> Loaded:
-    """Read OUT/results/*/*.json; never raises for a bad file (see `Loaded.problems`)."""
+    """Read OUT/results/*/<analysis>.json; never raises for a bad file (see `Loaded.problems`)."""
     out_dir = Path(out_dir)
     results_dir = out_dir / "results"
     models: list[ModelResults] = []
@@ -122,11 +71,11 @@ def load_results(out_dir: Path) -> Loaded:
     folders = sorted(p for p in results_dir.iterdir() if p.is_dir()) if results_dir.is_dir() else []
     for folder in folders:
         entry = None
-        for path in sorted(folder.glob("*.json")):
+        for path in result_files(folder):
             try:
-                result = _read_one(path)
-            except ValueError as error:
-                problems.append(f"{path}: {error}; skipped, the other results are rendered")
+                result = read_result_dict(path)
+            except CorruptResultError as error:
+                problems.append(f"{error.path}: {error.reason}; skipped, the other results are rendered")
                 continue
             if entry is None:
                 entry = ModelResults(folder.name, result["model"], role_of(result["model"]))

@@ -12,6 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from mechhybrid.results.vocabulary import FAMILY_ORDER, MIXER_KINDS, ROLES
+from mechhybrid.results.vocabulary import SSM_FAMILIES as _SSM
+from mechhybrid.results.vocabulary import TRANSFORMER_FAMILIES as _TRANSFORMERS
+
 __all__ = [
     "FAMILY_COLOURS", "NEUTRAL", "TRANSFORMER_FAMILIES", "SSM_FAMILIES", "ROLE_LABELS", "ROLE_ORDER",
     "role_of", "family_palette", "Palette",
@@ -23,18 +27,12 @@ NEUTRAL = "#767676"
 """Reference rules, unknown families and cell borders: the lightest grey with 4.5:1 against white."""
 
 # The controls named by the family table in DESIGN.md: Transformers, and Mamba-2 as the pure-SSM control.
-TRANSFORMER_FAMILIES = frozenset({"qwen2", "llama", "gpt2"})
-SSM_FAMILIES = frozenset({"mamba2"})
-_MIXER_KINDS_SSM = frozenset({"ssm", "linear_attention", "recurrent", "conv"})
+TRANSFORMER_FAMILIES = frozenset(_TRANSFORMERS)
+SSM_FAMILIES = frozenset(_SSM)
+_MIXER_KINDS_SSM = frozenset(MIXER_KINDS) - {"attention"}
 
-ROLE_ORDER = ("hybrid", "transformer", "ssm")
+ROLE_ORDER = ROLES
 ROLE_LABELS = {"hybrid": "hybrid", "transformer": "Transformer control", "ssm": "pure-SSM control"}
-
-# Known families in the order they claim colours (DESIGN.md's family table); unknown families follow, sorted.
-_FAMILY_RANK = (
-    "qwen3_5", "qwen3_next", "falcon_h1", "jamba", "recurrent_gemma", "zamba2", "nemotron_h", "bamba",
-    "granitemoehybrid", "lfm2", "qwen2", "llama", "gpt2", "mamba2",
-)
 
 Palette = dict  # family -> hex colour; a plain dict so that altair scales take its keys and values directly
 
@@ -56,7 +54,8 @@ def role_of(model: dict) -> str:
 
 
 def _rank(family: str, role: str) -> tuple:
-    known = _FAMILY_RANK.index(family) if family in _FAMILY_RANK else len(_FAMILY_RANK)
+    # Known families claim colours in the family table's order, hybrids first; unknown families follow, sorted.
+    known = FAMILY_ORDER.index(family) if family in FAMILY_ORDER else len(FAMILY_ORDER)
     return (ROLE_ORDER.index(role), known, family)
 
 

@@ -15,6 +15,7 @@ from reports.index_page import index_page
 from reports.load import load_results
 from reports.pages import compare_page, model_page
 from reports.palette import family_palette
+from reports.study_notes import read_study_notes
 
 __all__ = ["render", "UnreadableResultsError"]
 
@@ -38,8 +39,9 @@ def _write(path: Path, text: str) -> Path:
 
 
 def render(out_dir, screenshot: bool = False, self_contained: bool = False) -> list[Path]:
-    """Write OUT/index.html, OUT/models/<slug>.html and OUT/compare.html from OUT/results/*/*.json, and the
-    runtime they share, OUT/vega.js (not with `self_contained`: then each page inlines it).
+    """Write OUT/index.html, OUT/models/<slug>.html and OUT/compare.html from OUT/results/*/*.json (and the
+    study's notes, OUT/study.json, where there are any), and the runtime they share, OUT/vega.js (not with
+    `self_contained`: then each page inlines it).
 
     Returns the pages written (and their PNGs with `screenshot`). Raises UnreadableResultsError, after
     rendering everything readable, when a results file is corrupt or truncated; MechHybridError when there
@@ -49,15 +51,17 @@ def render(out_dir, screenshot: bool = False, self_contained: bool = False) -> l
     if not loaded.models and not loaded.problems:
         raise MechHybridError(f"{out_dir / 'results'}: no results to report (expected results/<model>/<analysis>.json)")
     palette = family_palette(m.model for m in loaded.models)
+    notes = read_study_notes(out_dir)
     shared = not self_contained
     if shared:
         _write(out_dir / shell.RUNTIME_FILE, shell.vega_bundle())
     # altair checks every object it builds against the schema (its "debug mode"): half the render time. The
     # chart functions are checked against the Vega-Lite schema in tests/reports/test_charts.py instead.
     with debug_mode(False):
-        pages = [_write(out_dir / "index.html", index_page(loaded, palette, shared))]
+        pages = [_write(out_dir / "index.html", index_page(loaded, palette, shared, notes))]
         for entry in loaded.models:
-            pages.append(_write(out_dir / "models" / f"{entry.slug}.html", model_page(entry, palette, shared)))
+            path = out_dir / "models" / f"{entry.slug}.html"
+            pages.append(_write(path, model_page(entry, palette, shared, notes)))
         pages.append(_write(out_dir / "compare.html", compare_page(loaded, palette, shared)))
     if screenshot:
         from reports.screenshot import screenshot_pages

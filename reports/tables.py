@@ -2,8 +2,9 @@
 
 Every record keeps the row's numbers as they are (`value`, `ci_low`, `ci_high`) for the marks, plus exact
 text copies (`value_exact`, ...: Python's repr, the same text results.csv holds) for tooltips, so a tooltip
-can be checked against the CSV digit for digit. Condition names are parsed per docs/results-schema.md; a
-row whose condition does not parse is left out of the chart (it still appears in the page's raw table).
+can be checked against the CSV digit for digit. Rows are selected and placed by their coordinates
+(docs/results-schema.md), never by parsing a condition name; a row without the coordinates a chart needs is
+left out of it (it still appears in the page's raw table).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
+from mechhybrid.results.vocabulary import ABLATION_METHODS, KIND_LABELS, THIRDS
 from reports.load import as_result_dict
 from reports.numbers import shown
 from reports.palette import ROLE_LABELS, role_of
@@ -21,10 +23,6 @@ __all__ = [
     "correlation_records", "diagnostic_records", "all_records", "exact", "methods_of", "only_method",
     "is_effect", "POSITIVE_METRICS", "cka_model_records", "spearman",
 ]
-
-KIND_LABELS = {"attention": "attention", "ssm": "SSM", "linear_attention": "linear attention",
-               "recurrent": "recurrent (RG-LRU)", "conv": "short convolution", "mlp": "MLP"}
-THIRDS = ("early", "middle", "late")
 
 
 def kind_label(kind: str) -> str:
@@ -61,7 +59,7 @@ def is_effect(metric: str) -> bool:
 
 # Pages show `zero` first (the semantics of most published ablations, Study A's Falcon-H1 included), whole-
 # block `skip` (resilience) last; semantics the contract does not name follow, sorted.
-_METHOD_ORDER = ("zero", "mean", "resample", "skip")
+_METHOD_ORDER = ABLATION_METHODS
 
 
 def methods_of(results) -> list[str]:
@@ -78,7 +76,7 @@ def only_method(results, method: str) -> list[dict]:
             for result in as_results(results)]
 
 
-def _record(result: dict, row: dict, **parsed) -> dict:
+def _record(result: dict, row: dict, **placed) -> dict:
     model = result["model"]
     return {
         "model": str(model.get("name")), "family": str(model.get("family")),
@@ -86,15 +84,8 @@ def _record(result: dict, row: dict, **parsed) -> dict:
         "metric": row["metric"], "value": _finite(row["value"]), "ci_low": _finite(row["ci_low"]),
         "ci_high": _finite(row["ci_high"]), "n": row["n"], "seed": row["seed"],
         "value_exact": exact(row["value"]), "ci_low_exact": exact(row["ci_low"]),
-        "ci_high_exact": exact(row["ci_high"]), **parsed,
+        "ci_high_exact": exact(row["ci_high"]), **placed,
     }
-
-
-def _int(text: str):
-    try:
-        return int(text)
-    except ValueError:
-        return None
 
 
 def _rows(results, analysis: str) -> Iterable[tuple[dict, dict]]:
@@ -104,22 +95,21 @@ def _rows(results, analysis: str) -> Iterable[tuple[dict, dict]]:
                 yield result, row
 
 
+def _removal(row: dict, removal: str) -> bool:
+    """A row of the main benchmarks (not a context-length window) whose condition removed `removal`."""
+    coords = row["coords"]
+    return coords.get("removal") == removal and "context_length" not in coords
+
+
 def group_records(results) -> list[dict]:
     """`group:<kind>` and its matched `random:<kind>:<trial>` controls, on every `drop:<benchmark>`."""
     records = []
     for result, row in _rows(results, "component_ablation"):
         if not row["metric"].startswith("drop:"):
             continue
-        head, _, rest = row["condition"].partition(":")
-        if head == "group" and rest:
-            kind, trial = rest, None
-        elif head == "random" and ":" in rest:
-            kind, trial = rest.rsplit(":", 1)
-            trial = _int(trial)
-            if trial is None:
-                continue
-        else:
+        if not (_removal(row, "group") or _removal(row, "random")):
             continue
+        kind, trial = row["coords"]["kind"], row["coords"].get("trial")
         records.append(_record(result, row, kind=kind_label(kind), benchmark=row["metric"][5:],
                                removal="targeted" if trial is None else "random", trial=trial))
     return records
@@ -136,30 +126,24 @@ def ppl_ratio_records(results) -> list[dict]:
     (None where the analysis wrote none): a ratio whose loss hit the clamp on many tokens understates."""
     records = []
     for result, row in _rows(results, "component_ablation"):
-        if row["metric"] != "ppl_ratio":
+        if row["metric"] != "ppl_ratio" or not (_removal(row, "group") or _removal(row, "random")):
             continue
         clamp = _clamps(result).get((row["condition"], row["method"]))
-        head, _, rest = row["condition"].partition(":")
-        if head == "group" and rest:
-            kind, trial = rest, None
-        elif head == "random" and ":" in rest and _int(rest.rsplit(":", 1)[1]) is not None:
-            kind, trial = rest.rsplit(":", 1)[0], _int(rest.rsplit(":", 1)[1])
-        else:
-            continue
+        kind, trial = row["coords"]["kind"], row["coords"].get("trial")
         records.append(_record(result, row, kind=kind_label(kind), removal="targeted" if trial is None else "random",
                                trial=trial, clamp_frac=clamp, clamp_frac_exact=exact(clamp)))
     return records
 
 
 def layer_records(results, analysis: str = "component_ablation", metric=None) -> list[dict]:
-    """`layer:<layer>:<kind>` rows whose metric passes `metric` (a predicate; default every metric)."""
+    """Single-component (`layer:<layer>:<kind>`) rows whose metric passes `metric` (a predicate; default every
+    metric)."""
     records = []
     for result, row in _rows(results, analysis):
-        parts = row["condition"].split(":", 2)
         if metric is not None and not metric(row["metric"]):
             continue
-        if len(parts) == 3 and parts[0] == "layer" and _int(parts[1]) is not None:
-            records.append(_record(result, row, layer=_int(parts[1]), kind=kind_label(parts[2])))
+        if _removal(row, "layer"):
+            records.append(_record(result, row, layer=row["coords"]["layer"], kind=kind_label(row["coords"]["kind"])))
     return records
 
 
@@ -167,9 +151,9 @@ def third_records(results) -> list[dict]:
     """`third:<early|middle|late>:<kind>` on the effect metrics (drops, perplexity ratio)."""
     records = []
     for result, row in _rows(results, "component_ablation"):
-        parts = row["condition"].split(":", 2)
-        if len(parts) == 3 and parts[0] == "third" and parts[1] in THIRDS and is_effect(row["metric"]):
-            records.append(_record(result, row, position=parts[1], kind=kind_label(parts[2])))
+        if _removal(row, "third") and row["coords"]["third"] in THIRDS and is_effect(row["metric"]):
+            records.append(_record(result, row, position=row["coords"]["third"],
+                                   kind=kind_label(row["coords"]["kind"])))
     return records
 
 
@@ -177,10 +161,9 @@ def resilience_records(results) -> list[dict]:
     """`resilience:<n_removed>:<trial>` on perplexity and its ratio: every trial."""
     records = []
     for result, row in _rows(results, "component_ablation"):
-        parts = row["condition"].split(":")
-        if (len(parts) == 3 and parts[0] == "resilience" and _int(parts[1]) is not None
-                and _int(parts[2]) is not None and row["metric"] in POSITIVE_METRICS):
-            records.append(_record(result, row, n_removed=_int(parts[1]), trial=_int(parts[2]),
+        coords = row["coords"]
+        if _removal(row, "resilience") and "trial" in coords and row["metric"] in POSITIVE_METRICS:
+            records.append(_record(result, row, n_removed=coords["n_removed"], trial=coords["trial"],
                                    panel=row["metric"]))
     return records
 
@@ -189,11 +172,10 @@ def _summary_medians(results) -> dict[tuple, dict]:
     """(model, metric, n_removed) -> the analysis' own `resilience:<n>:summary` `<metric>_median` row."""
     found = {}
     for result, row in _rows(results, "component_ablation"):
-        parts = row["condition"].split(":")
-        if len(parts) == 3 and parts[0] == "resilience" and parts[2] == "summary" and _int(parts[1]) is not None:
-            if row["metric"].endswith("_median"):
-                record = _record(result, row, n_removed=_int(parts[1]), trial=None)
-                found[(record["model"], row["metric"][:-7], record["n_removed"])] = record
+        coords = row["coords"]
+        if _removal(row, "resilience") and "trial" not in coords and row["metric"].endswith("_median"):
+            record = _record(result, row, n_removed=coords["n_removed"], trial=None)
+            found[(record["model"], row["metric"][:-7], record["n_removed"])] = record
     return found
 
 
@@ -218,19 +200,19 @@ def resilience_medians(records: Sequence[dict], results=()) -> list[dict]:
 
 
 def context_records(results) -> list[dict]:
-    """`context:<tokens>:baseline` and `context:<tokens>:group:<kind>` on every metric."""
+    """`context:<tokens>:baseline` and `context:<tokens>:group:<kind>` on perplexity and its ratio."""
     records = []
     for result, row in _rows(results, "component_ablation"):
-        parts = row["condition"].split(":", 2)
-        if len(parts) != 3 or parts[0] != "context" or _int(parts[1]) is None or row["metric"] not in POSITIVE_METRICS:
+        coords = row["coords"]
+        if "context_length" not in coords or row["metric"] not in POSITIVE_METRICS:
             continue
-        if parts[2] == "baseline":
+        if "removal" not in coords:
             series = "baseline"
-        elif parts[2].startswith("group:"):
-            series = "without " + kind_label(parts[2][6:])
+        elif coords["removal"] == "group":
+            series = "without " + kind_label(coords["kind"])
         else:
             continue
-        records.append(_record(result, row, tokens=_int(parts[1]), series=series))
+        records.append(_record(result, row, tokens=coords["context_length"], series=series))
     return records
 
 
@@ -238,9 +220,9 @@ def correlation_records(results) -> list[dict]:
     """`corr:<diagnostic>:<benchmark>` rank correlations (representation analysis)."""
     records = []
     for result, row in _rows(results, "representation"):
-        parts = row["condition"].split(":", 2)
-        if len(parts) == 3 and parts[0] == "corr":
-            records.append(_record(result, row, diagnostic=parts[1], benchmark=parts[2]))
+        coords = row["coords"]
+        if "diagnostic" in coords and "benchmark" in coords:
+            records.append(_record(result, row, diagnostic=coords["diagnostic"], benchmark=coords["benchmark"]))
     return records
 
 
@@ -249,10 +231,9 @@ def cka_model_records(results) -> list[dict]:
     layer at the same relative depth, on the same inputs."""
     records = []
     for result, row in _rows(results, "representation"):
-        head, _, other = row["condition"].partition(":")
-        metric, _, layer = row["metric"].partition(":")
-        if head == "cka_models" and other and metric == "cka" and _int(layer) is not None:
-            records.append(_record(result, row, other=other, layer=_int(layer)))
+        coords = row["coords"]
+        if "other_model" in coords and "layer" in coords:
+            records.append(_record(result, row, other=coords["other_model"], layer=coords["layer"]))
     return records
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from mechhybrid.errors import MechHybridError
 
 from ..common import Checkpoints, config_dict, library_versions, model_info, warn
@@ -67,7 +69,10 @@ def plan(hm, cfg: ComponentAblationConfig, ts: TaskSet,
     ctx = _context_tasks(hm, ts, cfg)
     for length, task in ctx.items():
         groups = [g for m in cfg.methods for g in C.group_conditions(hm, kinds, m)]
-        jobs += [(f"context:{length}:{c.name}", Job(task, c)) for c in [C.BASELINE] + groups]
+        # The same conditions (same jobs, same checkpoints) on a shorter window: their rows say its length.
+        jobs += [(f"context:{length}:{c.name}",
+                  Job(task, dataclasses.replace(c, coords={"context_length": length, **c.coords})))
+                 for c in [C.BASELINE] + groups]
     if cfg.resilience_removed != ():
         jobs += [(c.name, Job(ts.lm, c)) for c in C.resilience_conditions(hm, cfg, ts.notes)]
     return jobs, ctx
@@ -80,11 +85,12 @@ def _rows(jobs, scores, ts: TaskSet, cfg: ComponentAblationConfig) -> list:
         base = None
         if job.condition.method != "none":
             base = scores[Job(job.task, C.BASELINE).key]
-        rows += score_rows(name, job.condition.method, task.name, task.kind, scores[job.key], base, cfg.seed)
+        rows += score_rows(name, job.condition.method, task.name, task.kind, scores[job.key], base, cfg.seed,
+                           job.condition.coords)
     by_k: dict[int, list] = {}
-    for name, job in jobs:
-        if name.startswith("resilience:"):
-            by_k.setdefault(int(name.split(":")[1]), []).append(scores[job.key])
+    for _, job in jobs:
+        if job.condition.coords.get("removal") == "resilience":
+            by_k.setdefault(job.condition.coords["n_removed"], []).append(scores[job.key])
     for k, trials in by_k.items():
         rows += resilience_summary_rows(k, trials, scores[Job(ts.lm, C.BASELINE).key], cfg.seed)
     return rows

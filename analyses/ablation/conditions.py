@@ -1,4 +1,5 @@
-"""The conditions of Study A's component ablation, named as docs/results-schema.md says."""
+"""The conditions of Study A's component ablation, named as docs/results-schema.md says, each with the typed
+coordinates its rows carry (`removal`: group, random, layer, third or resilience, and what it removed)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import math
 import random
 
 from mechhybrid.errors import MechHybridError
+from mechhybrid.results.vocabulary import THIRDS
 
 from ..common import stable_seed, warn
 from ..scoring import Condition
@@ -18,7 +20,6 @@ __all__ = ["ablated_kinds", "not_ablatable", "group_conditions", "random_conditi
 BASELINE = Condition("baseline", "none")
 MAX_ENUM = 10_000
 """Up to this many possible subsets, draws are a seeded shuffle of all of them; beyond, drawn until distinct."""
-THIRDS = ("early", "middle", "late")
 
 
 def ablated_kinds(hm, cfg: ComponentAblationConfig) -> list[str]:
@@ -46,7 +47,8 @@ def not_ablatable(hm, cfg) -> str | None:
 
 
 def group_conditions(hm, kinds, method: str) -> list[Condition]:
-    return [Condition(f"group:{k}", method, tuple(hm.components.by_kind(k))) for k in kinds]
+    return [Condition(f"group:{k}", method, tuple(hm.components.by_kind(k)), {"removal": "group", "kind": k})
+            for k in kinds]
 
 
 def distinct_draws(pool: list, k: int, trials: int, seed: int) -> list[tuple]:
@@ -93,12 +95,14 @@ def random_conditions(hm, kinds, method: str, cfg: ComponentAblationConfig, note
             continue
         draws = distinct_draws(pool, len(group), cfg.random_trials, stable_seed(cfg.seed, "random", kind))
         _note_fewer(notes, f"random:{kind}", len(draws), cfg.random_trials)
-        out += [Condition(f"random:{kind}:{t}", method, comps) for t, comps in enumerate(draws)]
+        out += [Condition(f"random:{kind}:{t}", method, comps, {"removal": "random", "kind": kind, "trial": t})
+                for t, comps in enumerate(draws)]
     return out
 
 
 def sweep_conditions(hm, kinds, method: str) -> list[Condition]:
-    return [Condition(f"layer:{c.layer}:{c.kind}", method, (c,)) for c in hm.components if c.kind in kinds]
+    return [Condition(f"layer:{c.layer}:{c.kind}", method, (c,), {"removal": "layer", "layer": c.layer, "kind": c.kind})
+            for c in hm.components if c.kind in kinds]
 
 
 def third_conditions(hm, kinds, method: str) -> list[Condition]:
@@ -107,7 +111,8 @@ def third_conditions(hm, kinds, method: str) -> list[Condition]:
         for kind in kinds:
             comps = hm.components.third(name, kind)
             if comps:
-                out.append(Condition(f"third:{name}:{kind}", method, tuple(comps)))
+                out.append(Condition(f"third:{name}:{kind}", method, tuple(comps),
+                                     {"removal": "third", "third": name, "kind": kind}))
     return out
 
 
@@ -134,5 +139,6 @@ def resilience_conditions(hm, cfg: ComponentAblationConfig, notes: list) -> list
     for k in removed_counts(hm, cfg):
         draws = distinct_draws(layers, k, cfg.resilience_trials, stable_seed(cfg.seed, "resilience", k))
         _note_fewer(notes, f"resilience:{k}", len(draws), cfg.resilience_trials)
-        out += [Condition(f"resilience:{k}:{t}", "skip", comps) for t, comps in enumerate(draws)]
+        out += [Condition(f"resilience:{k}:{t}", "skip", comps, {"removal": "resilience", "n_removed": k, "trial": t})
+                for t, comps in enumerate(draws)]
     return out

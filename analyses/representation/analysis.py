@@ -93,14 +93,16 @@ def _rows(conds, diags, behaviour, cfg, n_tokens) -> list[Row]:
     rows = []
     for c in conds:
         d = diags[c.key]
-        rows += [Row(c.name, c.method, k, float(d[k]), n=n_tokens, seed=cfg.seed) for k in DIAGNOSTICS]
+        rows += [Row(c.name, c.method, k, float(d[k]), n=n_tokens, seed=cfg.seed, coords=c.coords)
+                 for k in DIAGNOSTICS]
     for k in DIAGNOSTICS:
         x = np.array([float(diags[c.key][k]) for c in conds])
         for bench, drops in behaviour.items():
             y = np.asarray(drops)
             ok = np.isfinite(x) & np.isfinite(y)
             rho, lo, hi = spearman_ci(x[ok], y[ok], cfg.seed) if ok.sum() >= 2 else (None, None, None)
-            rows.append(Row(f"corr:{k}:{bench}", cfg.method, "spearman", rho, lo, hi, n=int(ok.sum()), seed=cfg.seed))
+            rows.append(Row(f"corr:{k}:{bench}", cfg.method, "spearman", rho, lo, hi, n=int(ok.sum()), seed=cfg.seed,
+                            coords={"diagnostic": k, "benchmark": bench}))
     return rows
 
 

@@ -87,5 +87,5 @@ def _rows_against(hm, source: str, x, xkey: str, vocab: tuple, base, seed: int, 
         saved = {"cka": np.asarray(cka_between(base, h_other))}
         if checkpoints is not None:
             checkpoints.put(key, saved)
-    return [Row(f"cka_models:{source}", "none", f"cka:{i}", float(v), n=int(x.numel()), seed=seed)
-            for i, v in enumerate(np.asarray(saved["cka"]))]
+    return [Row(f"cka_models:{source}", "none", f"cka:{i}", float(v), n=int(x.numel()), seed=seed,
+                coords={"other_model": source, "layer": i}) for i, v in enumerate(np.asarray(saved["cka"]))]

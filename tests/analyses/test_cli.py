@@ -26,7 +26,8 @@ def test_run_resume_determinism_and_corrupt_result(setup, tmp_path, capsys):
     path = result_path(out, setup["model"], "component_ablation")
     first = path.read_bytes()
     csv_text = (out / "results.csv").read_text()
-    assert csv_text.startswith("model,family,analysis,condition,method,metric,value,ci_low,ci_high,n,seed\n")
+    assert csv_text.startswith("model,family,analysis,condition,method,metric,value,ci_low,ci_high,n,seed,"
+                               "removal,layer,kind,context_length,trial,n_removed\n")  # then the coordinates
     timings = json.loads((out / "timings.json").read_text())
     (key,) = timings
     assert timings[key]["wall_s"] >= timings[key]["forward_s"] > 0

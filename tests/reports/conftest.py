@@ -228,6 +228,36 @@ def probe_results() -> list[dict]:
     return [abl, other]
 
 
+TOY = "toy_sweep"
+"""A made-up analysis with no view in reports/: a patching sweep over layer x position, and a side graph."""
+
+
+def toy_result(model: dict, offset: float = 0.0):
+    """The toy analysis' Result (mechhybrid.results, schema version 2) on `model`: `logit_diff` = layer +
+    position / 4 + `offset` (exact in binary) with a CI of +-0.125 over layers 0-3 and positions 0-2, then
+    `recovered` per phase (a string coordinate, no CI), and a side graph of 3 nodes and 2 edges."""
+    import networkx as nx
+
+    from mechhybrid.results import Result
+
+    rows = [{"condition": f"patch:{layer}:{position}", "method": "patch", "metric": "logit_diff",
+             "value": layer + position / 4 + offset, "ci_low": layer + position / 4 + offset - 0.125,
+             "ci_high": layer + position / 4 + offset + 0.125, "n": 20, "seed": 0,
+             "coords": {"layer": layer, "position": position, "phase": "prefill"}}
+            for layer in range(4) for position in range(3)]
+    rows += [{"condition": f"recover:{phase}", "method": "patch", "metric": "recovered", "value": value,
+              "ci_low": None, "ci_high": None, "n": 16, "seed": 0, "coords": {"phase": phase}}
+             for phase, value in (("prefill", 0.875 + offset), ("decode", 0.625 + offset))]
+    result = Result(analysis=TOY, model=model, config={"positions": 3}, method="patch",
+                    data=[{"name": "toy", "version": "toy-1", "n": 20}], seed=0,
+                    versions={"mechhybrid": "0.1.0"}, rows=rows)
+    graph = nx.DiGraph()
+    graph.add_edge("embed", "layer 2", weight=0.5)
+    graph.add_edge("layer 2", "logits", weight=0.25)
+    result.attach("circuit", graph)
+    return result
+
+
 @pytest.fixture(scope="session")
 def study_dir(tmp_path_factory) -> Path:
     return write_results(tmp_path_factory.mktemp("study"), study_results())

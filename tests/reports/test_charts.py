@@ -7,10 +7,11 @@ import json
 
 import altair as alt
 import pytest
-from conftest import study_results
+from conftest import MODELS, study_results, toy_result
 
 import reports
 from reports import charts, tables
+from reports.views import chart_for_result, generic
 from reports.palette import FAMILY_COLOURS, NEUTRAL, family_palette, role_of
 
 
@@ -23,6 +24,18 @@ def _ablation(results):
     return [r for r in results if r["analysis"] == "component_ablation"]
 
 
+def _generic_records(metric, x=None):
+    """The toy analysis' rows of `metric` as the generic view's records (`x`: the coordinate they are drawn
+    against, None for dots per condition)."""
+    panels = generic.metric_panels([toy_result(MODELS["hybrid"]).to_dict()], family_palette(MODELS.values()))
+    records = next(records for _, _, _, records in panels if records[0]["metric"] == metric)
+    if x is None:
+        assert "x" not in records[0]
+    else:  # logit_diff = layer + position / 4: the layer is the value's whole part
+        assert [r["x"] for r in records] == [int(r["value"]) for r in records]
+    return records
+
+
 def test_every_chart_type_is_valid_vega_lite(results):
     abl = tables.only_method(_ablation(results), "zero")
     rep = [r for r in results if r["analysis"] == "representation"]
@@ -32,7 +45,10 @@ def test_every_chart_type_is_valid_vega_lite(results):
         "heatmap_log": charts.layer_heatmap(abl, metric=charts.is_ratio, log=True),
         "thirds": charts.thirds_bars(abl), "resilience": charts.resilience_strip(_ablation(results)),
         "context": charts.context_lines(abl), "scatter": charts.diagnostic_scatter(rep[0], _ablation(results)[0]),
-        "correlation": charts.correlation_bars(rep), "generic": charts.generic_points(rep[0]),
+        "correlation": charts.correlation_bars(rep),
+        "generic_points": generic.generic_points(_generic_records("recovered"), family_palette(MODELS.values())),
+        "generic_lines": generic.generic_lines(_generic_records("logit_diff", "layer"), "layer", "position",
+                                               family_palette(MODELS.values()), whole=True),
         "cka_models": charts.cka_models_heatmap(rep),
     }
     for name, chart in made.items():
@@ -107,7 +123,7 @@ def test_semantics_are_never_mixed_in_one_chart(results):
 
 def test_chart_for_result_for_notebooks(results):
     for result in results:  # validation is slow (seconds each); every chart type is validated above
-        chart = charts.chart_for_result(result)
+        chart = chart_for_result(result)
         assert isinstance(chart, (alt.TopLevelMixin,))
         assert chart.to_dict(validate=False)["$schema"]
 
@@ -119,9 +135,9 @@ def test_chart_for_result_for_notebooks(results):
             return json.dumps(self.d)
 
     assert (reports.chart_for(Dataclassy(results[1])).to_dict(validate=False)
-            == charts.chart_for_result(results[1]).to_dict(validate=False))
+            == chart_for_result(results[1]).to_dict(validate=False))
     with pytest.raises(ValueError):
-        charts.chart_for_result(dict(results[0], rows=[]))
+        chart_for_result(dict(results[0], rows=[]))
 
 
 def test_families_get_distinct_okabe_ito_colours_hybrids_first(results):
@@ -151,7 +167,7 @@ def test_chart_for_an_analyses_result_object(results):
     """What `Result.chart()` in analyses/ hands over: the dataclass itself (read through its to_json)."""
     schema = pytest.importorskip("analyses.schema")
     obj = schema.Result.from_dict(json.loads(json.dumps(results[3])))  # the Transformer's representation
-    assert reports.chart_for(obj).to_dict(validate=False) == charts.chart_for_result(results[3]).to_dict(
+    assert reports.chart_for(obj).to_dict(validate=False) == chart_for_result(results[3]).to_dict(
         validate=False)
 
 

@@ -9,6 +9,7 @@ from decimal import Decimal
 from html.parser import HTMLParser
 from pathlib import Path
 
+import conftest
 import pytest
 
 from reports.findings import effect
@@ -222,19 +223,26 @@ def test_headline_numbers_equal_their_csv_rows(rendered_study):
             assert _is_rounding(text, exact), (model, text, exact)
 
 
+def _model_m() -> dict:
+    """A complete model header (as a Result holds it) named m, with one attention and one SSM layer."""
+    return dict(conftest.MODELS["hybrid"], name="m", n_layers=2, components=conftest._components([["attention"],
+                                                                                               ["ssm"]]))
+
+
 def test_a_clamped_ratio_says_so_next_to_its_number():
     """A perplexity ratio whose loss hit the clamp on 82% of tokens (Study A's '44,185,423x') says so in its
     finding and in its headline cell; one at 0.5% does not."""
-    from reports import findings, headline, tables
+    from reports import findings, tables
+    from reports.views import component_ablation as headline
 
-    model = {"name": "m", "family": "qwen3_5", "components": [{"kind": "attention"}, {"kind": "ssm"}]}
+    model = _model_m()
     rows = [{"condition": c, "method": "zero", "metric": metric, "value": value, "ci_low": low, "ci_high": high,
              "n": 64, "seed": 0}
             for c, metric, value, low, high in (
                 ("group:ssm", "ppl_ratio", 44185423.0, 4e7, 5e7), ("group:ssm", "clamp_frac", 0.8213, None, None),
                 ("group:attention", "ppl_ratio", 3.5, 3.0, 4.0),
                 ("group:attention", "clamp_frac", 0.005, None, None))]
-    result = {"analysis": "component_ablation", "model": model, "rows": rows}
+    result = conftest.result(model, "component_ablation", rows)
     records = tables.ppl_ratio_records(result)
     sentence = findings.ppl_ratio_findings(records)[0]
     assert ('<data value="50000000.0">50,000,000</data>x), loss clamped on <data value="0.8213">82%</data> of '
@@ -247,15 +255,15 @@ def test_a_clamped_ratio_says_so_next_to_its_number():
 def test_headline_prefers_the_retrieval_benchmark():
     """A model's sentence quotes its drop on the needle (the zoo's retrieval task) even where another
     benchmark dropped more, and says which kind that drop is from."""
-    from reports import headline
+    from reports.views import component_ablation as headline
 
-    model = {"name": "m", "family": "qwen3_5", "components": [{"kind": "attention"}, {"kind": "ssm"}]}
+    model = _model_m()
     rows = [{"condition": c, "method": "zero", "metric": metric, "value": value, "ci_low": value - 0.1,
              "ci_high": value + 0.1, "n": 100, "seed": 0}
             for c, metric, value in (("group:ssm", "ppl_ratio", 30.0), ("group:attention", "ppl_ratio", 2.0),
                                      ("group:ssm", "drop:facts", 0.6), ("group:attention", "drop:needle", 0.4),
                                      ("group:ssm", "drop:needle", 0.1))]
-    records = headline.headline_records([{"analysis": "component_ablation", "model": model, "rows": rows}])
+    records = headline.headline_records([conftest.result(model, "component_ablation", rows)])
     sentence = headline.headline_findings(records, {"m": "models/m.html#x"})[0]
     assert '<span class="label">attention</span> drops <span class="label">needle</span> accuracy by ' \
            '<data value="0.4">0.400</data>' in sentence

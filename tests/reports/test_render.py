@@ -93,8 +93,8 @@ def test_wrong_schema_is_named_too(tmp_path):
     with pytest.raises(reports.UnreadableResultsError) as caught:
         reports.render(out)
     assert isinstance(caught.value, MechHybridError)
-    assert caught.value.problems == [f"{out}/results/x/a.json: schema_version 9, expected 1; skipped, the other "
-                                     "results are rendered"]
+    assert caught.value.problems == [f"{out}/results/x/a.json: schema_version 9, expected 2 (or 1, upgraded on "
+                                     "read); skipped, the other results are rendered"]
     assert out / "compare.html" in caught.value.pages
 
 

@@ -1,23 +1,78 @@
-"""The front page's headline: one matrix (model x component kind) of what removing each kind did, and one
-sentence per model with its intervals and a link to the evidence.
+"""The component-ablation analysis (Study A exp. 1-6) on the report's pages.
 
-Records -> chart -> findings, as elsewhere: `headline_records` picks rows (every number is one row of
-results.csv, with its exact text), `headline_chart` only encodes them, `headline_findings` quotes them.
-Each model is shown under one ablation semantics, the first it was run with in page order (`zero` first),
-named in its sentence; the other semantics stay on the model pages.
+Model page: one set of charts per ablation semantics (the same condition under `zero` and `mean` is two
+different experiments), each with its findings. Comparison page: the same charts with every model side by side.
+Front page: one matrix (model x component kind) of what removing each kind did, and one sentence per model
+with its intervals and a link to the evidence; each model is shown under one semantics, the first it was run
+with in page order (`zero` first), named in its sentence; the other semantics stay on the model pages.
+`headline_records` picks rows (every number is one row of results.csv, with its exact text),
+`headline_chart` only encodes them, `headline_findings` quotes them.
 """
 
 from __future__ import annotations
 
 import altair as alt
 
-from reports import tables
+from reports import charts, findings, tables
 from reports.findings import clamp_note, effect, label
-from reports.html import esc
+from reports.html import ChartBlock, anchor, esc, model_href
+from reports.load import ModelResults
 from reports.numbers import shown
-from reports.palette import NEUTRAL
+from reports.palette import NEUTRAL, Palette
+from reports.views.base import Headline, Section, View, block, spec
 
-__all__ = ["headline_records", "headline_chart", "headline_findings", "RETRIEVAL_BENCHMARKS", "RATIO_PANEL"]
+__all__ = ["ComponentAblationView", "ablation_sections", "evidence_anchor", "headline_records", "headline_chart",
+           "headline_findings", "GROUP_TITLE", "RATIO_TITLE", "RETRIEVAL_BENCHMARKS", "RATIO_PANEL", "NAME"]
+
+NAME = "component_ablation"
+GROUP_TITLE = "Group ablation: accuracy drop"
+RATIO_TITLE = "Perplexity under group ablation"
+
+
+def _suffix(method: str) -> str:
+    return f" ({method} ablation)"
+
+
+def evidence_anchor(title: str, method: str) -> str:
+    """The fragment id of a model page's ablation block (`GROUP_TITLE` or `RATIO_TITLE`, one semantics)."""
+    return anchor(title + _suffix(method))
+
+
+def _panels(results: list[dict], palette: Palette, suffix: str) -> list[tuple]:
+    """(title, findings, chart, records) of every chart of one semantics, in page order."""
+    group, ratio = tables.group_records(results), tables.ppl_ratio_records(results)
+    drops = tables.layer_records(results, metric=charts.is_drop)
+    ratios = tables.layer_records(results, metric=charts.is_ratio)
+    thirds, context = tables.third_records(results), tables.context_records(results)
+    trials = tables.resilience_records(results)
+    medians = tables.resilience_medians(trials, results)
+    return [
+        (GROUP_TITLE + suffix, findings.group_findings(group), charts.group_bars(results, palette), group),
+        (RATIO_TITLE + suffix, findings.ppl_ratio_findings(ratio), charts.ppl_ratio_bars(results, palette), ratio),
+        ("One component at a time: accuracy drop" + suffix, findings.layer_findings(drops),
+         charts.layer_heatmap(results, metric=charts.is_drop), drops),
+        ("One component at a time: perplexity ratio" + suffix, findings.layer_findings(ratios),
+         charts.layer_heatmap(results, metric=charts.is_ratio, log=True), ratios),
+        ("Thirds of the depth" + suffix, findings.third_findings(thirds), charts.thirds_bars(results, palette), thirds),
+        ("Resilience: random layers removed" + suffix, findings.resilience_findings(trials, medians),
+         charts.resilience_strip(results, palette), trials),
+        ("Context-length stress" + suffix, findings.context_findings(context),
+         charts.context_lines(results, palette), context),
+    ]
+
+
+def ablation_sections(results: list[dict], palette: Palette) -> list[tuple[str, list[ChartBlock]]]:
+    """Study A experiments 1-6, for one model or (on the comparison page) all of them: (semantics, blocks),
+    one set of charts per ablation semantics."""
+    sections = []
+    for method in tables.methods_of(results):
+        only = tables.only_method(results, method)
+        blocks = [b for title, sentences, chart, records in _panels(only, palette, _suffix(method))
+                  if (b := block(title, sentences, chart, records, only)) is not None]
+        if blocks:
+            sections.append((method, blocks))
+    return sections
+
 
 RETRIEVAL_BENCHMARKS = ("needle", "recall")
 """Benchmarks a headline sentence prefers for its accuracy drop (the zoo's retrieval tasks), in this order."""
@@ -129,3 +184,61 @@ def headline_findings(records: list[dict], evidence: dict[str, str]) -> list[str
         out.append(f'<span class="model">{esc(model)}</span> ({esc(first["role"])}, {label(first["method"])} '
                    f"ablation): " + " and ".join(parts) + f".{link}")
     return out
+
+
+def _all_findings(ablation: list[dict]) -> str:
+    """Every group-ablation finding (Study A exp. 1 and 5), one list per ablation semantics so that none are
+    mixed: folded under the headline."""
+    parts = []
+    for method in tables.methods_of(ablation):
+        only = tables.only_method(ablation, method)
+        sentences = (findings.ppl_ratio_findings(tables.ppl_ratio_records(only))
+                     + findings.group_findings(tables.group_records(only)))
+        if sentences:
+            items = "".join(f'<li class="finding">{s}</li>' for s in sentences)
+            parts.append(f'<h3>{esc(method)} ablation</h3><ul class="findings">{items}</ul>')
+    if not parts:
+        return ""
+    return f"<details><summary>Every group-ablation finding</summary>{''.join(parts)}</details>"
+
+
+def _evidence(models: list[ModelResults], records: list[dict]) -> dict[str, str]:
+    """Model name -> its page's perplexity-ratio block (the accuracy-drop block if it has no ratio)."""
+    out = {}
+    for entry in models:
+        mine = [r for r in records if r["model"] == entry.model.get("name")]
+        if mine:
+            title = RATIO_TITLE if any(r["metric"] == "ppl_ratio" for r in mine) else GROUP_TITLE
+            out[mine[0]["model"]] = f"{model_href(entry.slug)}#{evidence_anchor(title, mine[0]['method'])}"
+    return out
+
+
+class ComponentAblationView(View):
+    """Study A exp. 1-6: group, random, layer, thirds, perplexity, context and resilience ablations."""
+
+    summary = ("Components of each model are removed (ablated) one kind at a time; the rise in perplexity and the "
+               "drop in accuracy are measured against the same model intact.")
+
+    def model_blocks(self, result, entry, palette):
+        return [b for _, section in ablation_sections([result], palette) for b in section]
+
+    def compare_sections(self, results, palette):
+        return [Section(f"Component ablation: {method}", blocks, f"a{i}")
+                for i, (method, blocks) in enumerate(ablation_sections(results, palette))]
+
+    def headline(self, models, palette):
+        ablation = [m.results[NAME] for m in models if NAME in m.results]
+        records = headline_records(ablation)
+        chart = headline_chart(records)
+        if chart is None:
+            return None
+        chart_block = ChartBlock("What removing each kind of component does", [], spec(chart),
+                                 findings.condition_line(records, ablation))
+        return Headline(headline_findings(records, _evidence(models, records)), chart_block,
+                        _all_findings(ablation), "more models")
+
+    def charts(self, result, palette):
+        # One chart set per ablation semantics, as on the pages (a zero and a mean bar must not overlap).
+        return [chart for method in tables.methods_of(result)
+                for _, _, chart, _ in _panels(tables.only_method(result, method), palette, _suffix(method))
+                if chart is not None]
