@@ -1,8 +1,9 @@
 """mechhybrid: mechanistic interpretability for hybrid language models.
 
 Load a model (`load`), list its components (`hm.components`), intervene with data (`Ablate`, `AblateHeads`,
-`KeepHeads`, `Patch`, `Capture`, `Steer`; recurrent state: `ReadState`, `PatchState`, `EditState`) through one
-engine inside one nnsight trace; generate with phase-aware interventions.
+`KeepHeads`, `Patch`, `Capture`, `Steer`; recurrent state: `ReadState`, `PatchState`, `EditState`; attention:
+`CaptureAttention`, `MaskKeys`, `EditLogits`, `FocusKeys`) through one engine inside one nnsight trace; generate
+with phase-aware interventions.
 
 Axis names used in shape comments: batch, seq, layer, head, head_dim, d_model, d_state, vocab, set.
 
@@ -19,6 +20,7 @@ _EXPORTS = {
     "mechhybrid.errors": ("MechHybridError", "UnsupportedFamilyError"),
     "mechhybrid.families": ("FAMILIES", "FAMILY_NAMES", "KINDS", "Family", "get_family"),
     "mechhybrid.interventions": ("Ablate", "AblateHeads", "Capture", "KeepHeads", "Patch", "Steer"),
+    "mechhybrid.attention": ("AttentionPattern", "CaptureAttention", "EditLogits", "FocusKeys", "MaskKeys"),
     "mechhybrid.loading": ("load",),
     "mechhybrid.model": ("HybridModel", "RunResult"),
     "mechhybrid.state": ("EditState", "PatchState", "ReadState", "State", "StateRunResult", "read_state"),

@@ -216,7 +216,11 @@ def for_rows(items: Sequence, rows: list[int], batch: int) -> list:
             if value.shape[0] != batch:
                 raise MechHybridError(f"{type(item).__name__} {name} mask has {value.shape[0]} rows; there are "
                                       f"{batch} prompts")
-            changes[name] = value[rows]
+            sliced = value[rows]
+            # Columns past a row group's last True key change nothing (a narrower mask leaves later keys alone):
+            # trimmed, so that a mask as wide as the longest prompt fits a shorter prompt's own sequence.
+            named = sliced.any(0).nonzero()
+            changes[name] = sliced[:, :int(named[-1]) + 1 if len(named) else 1]
         out.append(dataclasses.replace(item, **changes) if changes else item)
     return out
 

@@ -21,14 +21,17 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 
 from mechhybrid.components import Component, from_residual_units, to_residual_units
 from mechhybrid.errors import MechHybridError
 from mechhybrid.inputs import Layout, layout_of
-from mechhybrid.interventions import Ablate, AblateHeads, Capture, KeepHeads, Patch, Steer
+from mechhybrid.interventions import Ablate, AblateHeads, Capture, KeepHeads, Patch, Residual, Steer
+
+if TYPE_CHECKING:
+    from mechhybrid.attention.compile import AttentionPlan
 
 Point = tuple[str, str]  # (module path, "in" | "out")
 
@@ -61,6 +64,8 @@ class Plan:
     """The input's attention mask, as given (sources of the input's shape inherit it)."""
     layout: Layout | None = None
     """Where the input's real tokens sit (None: unpadded)."""
+    attention: AttentionPlan | None = None
+    """The attention items' requests (`mechhybrid.attention`); None when there are none."""
 
     def add(self, point: Point, op: _Op) -> None:
         """Queue `op` at `point`: writes in the order given, captures after every write."""
@@ -185,6 +190,9 @@ def compile_plan(
 
     `attention_mask` marks the input's padding; the plan then expects the input rotated to right padding
     (`plan.layout.to_internal`) and rotates positions, masks and sources to match."""
+    from mechhybrid.attention.compile import compile_attention  # attention builds on this module
+    from mechhybrid.attention.types import is_attention_intervention
+
     batch, seq = input_ids.shape
     plan = Plan(batch=batch, seq=seq, input_mask=attention_mask, layout=layout_of(input_ids, attention_mask))
     known = set(hm.components)
@@ -195,8 +203,13 @@ def compile_plan(
         for item in interventions:
             if item.phase not in ("all", phase):
                 continue
+            if is_attention_intervention(item):
+                compile_attention(hm, plan, item, rows, index)
+                continue
             for component in _components_of(item):
-                if component not in known:
+                if isinstance(component, Residual):
+                    target_point(hm, component)  # range-checked before the forward
+                elif component not in known:
                     raise MechHybridError(f"{component.name} ({component.path}) is not a component of this model")
             _compile_one(hm, plan, item, rows, captures)
     return plan
@@ -204,6 +217,16 @@ def compile_plan(
 
 def _components_of(item) -> tuple[Component, ...]:
     return item.components if hasattr(item, "components") else (item.component,)
+
+
+def target_point(hm, target) -> Point:
+    """The hook point whose tensor a target's value is: a component's output, or a decoder layer's first input
+    (`Residual(l, "pre")`) / output (`Residual(l, "post")`)."""
+    if not isinstance(target, Residual):
+        return (target.path, "out")
+    if not 0 <= target.layer < hm.n_layers:
+        raise MechHybridError(f"{target.name}: layer {target.layer} out of range 0..{hm.n_layers - 1}")
+    return (f"{hm.family_spec.layers}.{target.layer}", "in" if target.where == "pre" else "out")
 
 
 def _compile_one(hm, plan: Plan, item, rows: slice, captures: dict) -> None:
@@ -222,24 +245,29 @@ def _compile_one(hm, plan: Plan, item, rows: slice, captures: dict) -> None:
         source_mask = _source_mask(plan, item.source_ids, item.source_mask, given_mask, "Patch")
         for component in item.components:
             if item.heads is None:
-                get = plan.need_source(item.source_ids, (component.path, "out"), source_mask)
-                plan.add((component.path, "out"), _Op(rows, _replace(get, mask)))
+                point = target_point(hm, component)
+                get = plan.need_source(item.source_ids, point, source_mask)
+                plan.add(point, _Op(rows, _replace(get, mask)))
             else:
                 heads = _head_mask(item.heads, component, batch, seq, item.positions)
                 get = plan.need_source(item.source_ids, (component.out_proj, "in"), source_mask)
                 plan.add((component.out_proj, "in"), _Op(rows, _patch_heads(get, plan.internal(heads))))
     elif isinstance(item, Steer):
         d_model = hm.d_model
-        if item.vector.shape[0] != d_model:
-            raise MechHybridError(f"Steer vector has {item.vector.shape[0]} dims; the model's d_model is {d_model}")
+        if item.vector.shape[-1] != d_model:
+            raise MechHybridError(f"Steer vector has {item.vector.shape[-1]} dims; the model's d_model is {d_model}")
         delta = item.vector * item.scale
-        if item.units == "residual":
+        if item.units == "residual" and not isinstance(item.component, Residual):
             delta = from_residual_units(item.component, delta)  # refuses a component with no residual units
+        if delta.ndim == 2:  # one vector per row: [batch, d_model] -> [batch, 1, d_model]
+            if delta.shape[0] != batch:
+                raise MechHybridError(f"Steer has {delta.shape[0]} vectors (one per row); the input has {batch} rows")
+            delta = delta[:, None]
 
         def steer(tensor, rows, stash, delta=delta, mask=mask):
             _write(tensor, rows, tensor[rows] + delta.to(tensor.device, tensor.dtype), mask)
 
-        plan.add((item.component.path, "out"), _Op(rows, steer))
+        plan.add(target_point(hm, item.component), _Op(rows, steer))
     elif isinstance(item, Capture):
         _compile_capture(hm, plan, item, rows, captures)
     else:
@@ -335,9 +363,12 @@ def _masked_mean(values: torch.Tensor, valid: torch.Tensor | None) -> torch.Tens
 
 def _compile_capture(hm, plan: Plan, item: Capture, rows: slice, captures: dict) -> None:
     index = None if item.positions is None else torch.tensor(item.positions)
-    units = to_residual_units if item.units == "residual" else (lambda component, value: value)
+    def units(component, value):  # a Residual target is already in the residual stream's units
+        residual = item.units == "residual" and not isinstance(component, Residual)
+        return to_residual_units(component, value) if residual else value
+
     for component in item.components:
-        if item.units == "residual":
+        if item.units == "residual" and not isinstance(component, Residual):
             to_residual_units(component, torch.zeros(()))  # refuses, before the forward, what has no residual units
         if component in captures:
             raise MechHybridError(f"{component.name} is captured twice in one intervention set")
@@ -360,7 +391,7 @@ def _compile_capture(hm, plan: Plan, item: Capture, rows: slice, captures: dict)
                 value = units(component, plan.given(tensor[rows].clone()))
                 captures[component] = value if index is None else value[:, index]
 
-            plan.add((component.path, "out"), _Op(rows, record, records=True))
+            plan.add(target_point(hm, component), _Op(rows, record, records=True))
 
 
 def visit_points(hm, ops: dict[Point, list[_Op]], stash: dict) -> None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import torch
 from nnsight import NNsight
 
+from mechhybrid.attention.interface import installed
 from mechhybrid.components import Component, ComponentMap, build_components
 from mechhybrid.engine import Plan, _Op, capture_sources, compile_plan, visit_points
 from mechhybrid.errors import MechHybridError
@@ -27,6 +28,8 @@ class RunResult:
     """`[batch, seq, vocab]` logits after the interventions."""
     captures: dict[Component, torch.Tensor]
     """Captured component outputs `[batch, seq, d_model]` (or per-head `[batch, seq, head, d_model]`)."""
+    attention: dict = field(default_factory=dict)
+    """Layer -> `AttentionPattern` recorded by `CaptureAttention` (`mechhybrid.attention`)."""
 
 
 def _resolve(root, dotted: str):
@@ -154,7 +157,7 @@ class HybridModel:
                 point = (f"{self.family_spec.layers}.{index}", "out")
                 ops[point] = list(ops.get(point, [])) + [_record_into(layer_outs)]
         stash: dict = {}
-        with torch.no_grad(), self.nn.trace(stacked.to(self.device)):
+        with installed(self, plan.attention), torch.no_grad(), self.nn.trace(stacked.to(self.device)):
             visit_points(self, ops, stash)
             logits = self.nn.output.logits.save()
         if plan.layout is not None:
@@ -180,7 +183,18 @@ class HybridModel:
             return run_with_state(self, input_ids, interventions, attention_mask)
         plan = self._plan(input_ids, [interventions], attention_mask)
         logits, _ = self._forward(input_ids, plan)
-        return RunResult(logits=logits, captures=plan.captures[0])
+        patterns = {} if plan.attention is None else plan.attention.patterns.get(0, {})
+        return RunResult(logits=logits, captures=plan.captures[0], attention=patterns)
+
+    def attention_patterns(
+        self, input_ids, layers=None, positions=(-1,), heads=None, interventions: Sequence = (), attention_mask=None,
+    ) -> dict:
+        """Layer -> `AttentionPattern` (`[batch, head, query, key]` probabilities and logits) at the chosen layers
+        (None: every attention layer), query positions (default: the last) and heads, under `interventions`."""
+        from mechhybrid.attention import CaptureAttention
+
+        capture = CaptureAttention(layers=layers, positions=positions, heads=heads)
+        return self.run(input_ids, [*interventions, capture], attention_mask).attention
 
     def logits(self, input_ids, interventions: Sequence = (), attention_mask=None) -> torch.Tensor:
         """`[batch, seq, vocab]` logits with the interventions applied."""
@@ -244,11 +258,14 @@ class HybridModel:
 
         return read_state(self, input_ids, layers, positions, interventions)
 
-    def generate(self, input_ids, interventions: Sequence = (), max_new_tokens: int = 16, phase: str | None = None):
-        """Greedy generation through the cache with phase-aware interventions (`mechhybrid.generation`)."""
+    def generate(self, input_ids, interventions: Sequence = (), max_new_tokens: int = 16, phase: str | None = None,
+                 **options):
+        """Greedy generation through the cache with phase-aware interventions, for prompts of one length or many
+        (`mechhybrid.generation.generate`, which documents `options`: attention_mask, generation_phase,
+        eos_token_id, stop_strings, keep_logits, pad_token_id)."""
         from mechhybrid.generation import generate
 
-        return generate(self, input_ids, interventions, max_new_tokens=max_new_tokens, phase=phase)
+        return generate(self, input_ids, interventions, max_new_tokens=max_new_tokens, phase=phase, **options)
 
     # -- logit lens -----------------------------------------------------------------------------------------
     def final_norm(self, hidden: torch.Tensor) -> torch.Tensor:

@@ -30,8 +30,8 @@ KIND_LABELS = {"attention": "attention", "ssm": "SSM", "linear_attention": "line
 ABLATION_METHODS = ("zero", "mean", "resample", "skip")
 """Ablation semantics: output -> 0, -> its mean on held-out text, -> its output on other text, whole layer
 -> identity."""
-RESULT_METHODS = ABLATION_METHODS + ("none", "mixed", "patch", "attribution", "steer", "mask", "focus", "keep_heads",
-                                       "generate")
+RESULT_METHODS = ABLATION_METHODS + ("none", "mixed", "patch", "attribution", "steer", "mask", "focus",
+                                      "keep_heads", "generate")
 """What a row (or a Result, `mixed` when its rows differ) says was done to the model, in general terms:
 an ablation method, nothing (`none`: baselines, correlations, comparisons), activation or state patching,
 gradient attribution, steering, attention keys hidden (`mask`) or their logits raised (`focus`, Study B's
@@ -61,10 +61,13 @@ COORDS: dict[str, tuple[tuple[type, ...], str]] = {
     "component": ((str,), "a component's module path"),
     "head": ((int,), "head index inside a mixer"),
     "position": ((int, str), "token position (an index, or a named one such as 'last')"),
-    "phase": ((str,), "prefill or decode"),
+    "phase": ((str,), "when an intervention acted: prefill, decode, generation (the answer's tokens) or all"),
     "context_length": ((int,), "tokens of context"),
     "depth": ((int, float), "where in the context (0 = start, 1 = end)"),
     "k": ((int,), "how many (items retrieved, components kept)"),
+    "heads_fraction": ((int, float), "the fraction of a layer's heads kept (k / heads)"),
+    "selection": ((str,), "how heads were chosen: entropy (per token), l2 (per token) or static (ranked once)"),
+    "scale": ((int, float), "a multiplier (needle focus: the needle's logits = largest logit x scale)"),
     "trial": ((int,), "index of a random draw"),
     "n_removed": ((int,), "whole layers removed"),
     "benchmark": ((str,), "benchmark name"),

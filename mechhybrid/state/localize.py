@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from mechhybrid.attention.compile import localize_attention
+from mechhybrid.attention.types import is_attention_intervention
 from mechhybrid.engine import Plan, capture_sources, compile_plan
 from mechhybrid.errors import MechHybridError
 from mechhybrid.inputs import layout_of
@@ -79,6 +81,8 @@ def localize(item, start: int, stop: int, total: int, bank: SourceBank):
     positions = _local_positions(getattr(item, "positions", None), start, stop, total)
     if positions == ():
         return None
+    if is_attention_intervention(item):
+        return localize_attention(item, positions, start, stop, total)
     changes: dict = {}
     if hasattr(item, "positions"):
         changes["positions"] = positions

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from mechhybrid.attention.interface import installed
 from mechhybrid.engine import compile_plan
 from mechhybrid.errors import MechHybridError
 from mechhybrid.interventions import Capture
@@ -161,7 +162,8 @@ def run_segment(run: Run, cache, input_ids: torch.Tensor, start: int, stop: int,
     kwargs = cache_ops.forward_kwargs(hm, cache, start, stop, stacked.shape[0])
     if not run.keep_logits:
         kwargs["logits_to_keep"] = 1
-    logits = forward_with_ops(hm, plan.ops, stacked, kwargs)
+    with installed(hm, plan.attention):
+        logits = forward_with_ops(hm, plan.ops, stacked, kwargs)
     _collect_captures(run, plan, start, stop, phase)
     return logits
 

@@ -1,0 +1,16 @@
+"""Attention patterns and attention-logit edits, through transformers' `AttentionInterface`.
+
+`CaptureAttention` records post-softmax probabilities and pre-softmax logits; `MaskKeys`, `EditLogits` and
+`FocusKeys` (Study B's needle focus) change the logits of chosen keys, per layer, head, query and phase. They are
+intervention data like `Ablate` and compose with it in `hm.run`, `hm.logits`, `hm.logits_many` and `generate`.
+How each family routes its attention: docs/attention.md.
+"""
+
+from mechhybrid.attention.types import (
+    EDIT_OPS, AttentionPattern, CaptureAttention, EditLogits, FocusKeys, MaskKeys, is_attention_intervention,
+)
+
+__all__ = [
+    "EDIT_OPS", "AttentionPattern", "CaptureAttention", "EditLogits", "FocusKeys", "MaskKeys",
+    "is_attention_intervention",
+]
