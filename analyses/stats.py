@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
-    "N_RESAMPLES", "bootstrap_indices", "bootstrap_mean_ci", "paired_bootstrap_diff", "ppl_from_nll",
-    "ppl_ratio_ci", "geometric_mean", "median", "rankdata", "spearman", "spearman_ci", "linear_cka",
+    "N_RESAMPLES", "bootstrap_indices", "bootstrap_mean_ci", "paired_bootstrap_diff", "paired_ratio_ci",
+    "ppl_from_nll", "ppl_ratio_ci", "geometric_mean", "median", "rankdata", "spearman", "spearman_ci", "linear_cka",
 ]
 
 N_RESAMPLES = 1000
@@ -46,6 +46,20 @@ def paired_bootstrap_diff(base, other, seed: int, n_resamples: int = N_RESAMPLES
     if base.shape != other.shape or base.ndim != 1:
         raise ValueError(f"paired bootstrap needs two equal 1-d arrays, got {base.shape} and {other.shape}")
     return bootstrap_mean_ci(base - other, seed, n_resamples)
+
+
+def paired_ratio_ci(values, base, seed: int, n_resamples: int = N_RESAMPLES):
+    """(mean(values) / mean(base), ci_low, ci_high), items resampled jointly (retention of an accuracy);
+    (None, None, None) where the baseline's mean is 0, and resamples whose baseline mean is 0 are left out."""
+    values, base = np.asarray(values, dtype=np.float64), np.asarray(base, dtype=np.float64)
+    if values.shape != base.shape or values.ndim != 1:
+        raise ValueError(f"paired ratio needs two equal 1-d arrays, got {values.shape} and {base.shape}")
+    if base.mean() == 0:
+        return None, None, None
+    idx = bootstrap_indices(len(values), seed, n_resamples)
+    b = base[idx].mean(axis=1)
+    ok = b > 0
+    return float(values.mean() / base.mean()), *_percentiles(values[idx].mean(axis=1)[ok] / b[ok])
 
 
 def ppl_from_nll(nll_sum, n_tokens) -> float:

@@ -17,7 +17,8 @@ from .conditions import BASELINE, Condition, kind_conditions, mixer_kinds
 from .config import RetrievalConfig
 from .generate import decoder, generate_scores
 from .prompts import NeedlePrompt, just_read_twice, text_grid, zoo_grid
-from .rows import condition_rows
+from .heads import HeadState, head_conditions, head_extra, score_rows_of
+from .rows import condition_rows, k95_rows
 
 __all__ = ["ANALYSIS", "run", "count", "plan", "prompts_for", "applies"]
 
@@ -59,18 +60,16 @@ def _jrt_prompts(prompts: list[NeedlePrompt], zoo: bool, notes: list[str]) -> li
     return [just_read_twice(p, context_start=0) for p in prompts]
 
 
-def plan(hm, cfg: RetrievalConfig) -> list[Condition]:
-    """Every condition of the run, baseline first."""
+def plan(hm, cfg: RetrievalConfig, state: HeadState | None = None) -> list[Condition]:
+    """Every condition of the run, baseline first (`state`: what the head conditions learn as the run goes)."""
     kinds = mixer_kinds(hm, cfg.kinds)
     if cfg.kinds and not kinds:
         raise MechHybridError(f"{ANALYSIS}: model {hm.name} has none of the kinds {list(cfg.kinds)}")
     conds = [BASELINE] + kind_conditions(hm, kinds, cfg.phases)
     if cfg.jrt:
-        conds += [Condition("jrt:baseline", "none", jrt=True)]
+        conds += [Condition("jrt:baseline", "none", coords={"prompt": "jrt"}, jrt=True)]
         conds += kind_conditions(hm, [k for k in kinds if k == "attention"], ("all",), jrt=True)
-    from .heads import head_conditions
-
-    conds += head_conditions(hm, cfg)
+    conds += head_conditions(hm, cfg, state)
     return conds
 
 
@@ -85,7 +84,8 @@ def run(hm, config: RetrievalConfig | None = None, *, checkpoints: Checkpoints |
     prompts, zoo = prompts_for(hm, cfg)
     notes: list[str] = []
     jrt = _jrt_prompts(prompts, zoo, notes) if cfg.jrt else []
-    conds = plan(hm, cfg)
+    state = HeadState(hm, cfg, prompts)
+    conds = plan(hm, cfg, state)
     if progress is not None:
         progress.total = len(conds)
         progress.refresh()
@@ -93,6 +93,10 @@ def run(hm, config: RetrievalConfig | None = None, *, checkpoints: Checkpoints |
     scorer = cfg.scorer or ("exact" if zoo else "substring")
     scores: dict[str, dict] = {}
     for cond in conds:
+        if cond.applies is not None and not cond.applies():
+            if progress is not None:
+                progress.update(1)
+            continue
         saved = checkpoints.get(cond.name) if checkpoints is not None else None
         if saved is None:
             saved = generate_scores(hm, jrt if cond.jrt else prompts, cond, max_new_tokens=cfg.max_new_tokens,
@@ -104,14 +108,16 @@ def run(hm, config: RetrievalConfig | None = None, *, checkpoints: Checkpoints |
         if progress is not None:
             progress.update(1)
     rows = []
-    for cond in conds:
+    for cond in (c for c in conds if c.name in scores):
         grid = jrt if cond.jrt else prompts
         rows += condition_rows(cond, grid, scores[cond.name], scores.get(cond.baseline_name), scorer, cfg.seed)
-    from .heads import head_extra
-
-    extra = {"notes": notes, "scorer": scorer, "chance": ZOO_CHANCE if zoo and scorer == "exact" else None,
-             "generation_phase": cfg.generation_phase, "haystack": "zoo" if zoo else cfg.haystack,
-             **head_extra(hm, cfg, scores)}
+    chance = ZOO_CHANCE if zoo and scorer == "exact" else None
+    rows += k95_rows(rows, scorer, chance, cfg.seed, notes) + score_rows_of(state, cfg, cfg.seed)
+    if cfg.haystack and cfg.head_curve:
+        notes.append("static head ranking: calibrated on the first prompts of the grid (a text haystack has no "
+                     "separate calibration draw)")
+    extra = {"notes": notes, "scorer": scorer, "chance": chance, "generation_phase": cfg.generation_phase,
+             "haystack": "zoo" if zoo else cfg.haystack, **head_extra(state, cfg)}
     data = [DataInfo("zoo-needle-grid" if zoo else f"haystack:{cfg.haystack}",
                      f"seed {cfg.seed}" if zoo else "file", len(prompts))]
     methods = sorted({c.method for c in conds} - {"none"})

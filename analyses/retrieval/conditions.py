@@ -7,6 +7,7 @@ under the config's reading, or `all`) and the coordinates its rows carry (kind, 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 from mechhybrid.interventions import Ablate
 
@@ -27,6 +28,17 @@ class Condition:
     coords: dict = field(default_factory=dict)
     jrt: bool = False
     """Runs on the just-read-twice prompts."""
+    per_prompt: Callable | None = field(default=None, compare=False)
+    """prompts -> more interventions for a batch of those prompts (in that order), for edits whose positions
+    differ per prompt (the needle's keys)."""
+
+    applies: Callable | None = field(default=None, compare=False)
+    """() -> whether the condition runs, known only as the run goes (a random head set beyond the number of
+    distinct sets there are); None: always."""
+
+    def for_prompts(self, prompts) -> list:
+        """The interventions of a generate call on `prompts`."""
+        return list(self.interventions) + (list(self.per_prompt(prompts)) if self.per_prompt else [])
 
     @property
     def baseline_name(self) -> str:
@@ -52,5 +64,5 @@ def kind_conditions(hm, kinds: list[str], phases, jrt: bool = False) -> list[Con
             prefix = "jrt:" if jrt else ""
             out.append(Condition(f"{prefix}zero:{kind}:{phase}", "zero",
                                  (Ablate(list(components), method="zero"),), phase,
-                                 {"kind": kind, "phase": phase}, jrt))
+                                 {"kind": kind, "phase": phase, **({"prompt": "jrt"} if jrt else {})}, jrt))
     return out

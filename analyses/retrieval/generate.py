@@ -41,7 +41,7 @@ def generate_scores(hm, prompts: list[NeedlePrompt], cond: Condition, *, max_new
         new = max_new_tokens or max(len(prompts[i].answer_ids) for i in chunk) + 1
         ids = [torch.tensor(prompts[i].ids, dtype=torch.long) for i in chunk]
         with torch.no_grad():
-            gen = hm.generate(ids, list(cond.interventions), max_new_tokens=new, phase=cond.phase,
+            gen = hm.generate(ids, cond.for_prompts([prompts[i] for i in chunk]), max_new_tokens=new, phase=cond.phase,
                               generation_phase=generation_phase, keep_logits=True)
         for row, i in enumerate(chunk):
             logits = gen.logits[row:row + 1]

@@ -26,7 +26,7 @@ GRID_TITLE = "Needle accuracy by context length and depth"
 PHASE_TITLE = "Needle retrieval: phase x intervention"
 _PHASE_WORDS = {"prefill": "during prefill only", "generation": "during generation only",
                 "decode": "during decode steps only", "all": "throughout (prefill and generation)",
-                rr.NO_PHASE: "at every step"}
+                rr.NO_PHASE: ""}
 _READINGS = {
     "answer": "'generation' covers the answer's tokens: the last prompt position (which predicts the first "
               "answer token) and every decode step",
@@ -50,10 +50,16 @@ def _drop(record: dict) -> str:
     return f"{effect(record)} over {esc(record['n'])} prompts"
 
 
+def _when(column: str) -> str:
+    """' during prefill only' for a phase column; '' for an intervention that has no phase."""
+    words = _PHASE_WORDS.get(column, f"in phase {esc(column)}")
+    return f" {words}" if words else ""
+
+
 def _phases(records: list[dict]) -> str:
     """'by D1 (95% CI ...) during prefill only; by D2 (...) during generation only (n=40 each)': the drops of
     one intervention in each phase it ran in."""
-    parts = [f"by {effect(r)} {_PHASE_WORDS.get(r['column'], 'in phase ' + esc(r['column']))}" for r in records]
+    parts = [f"by {effect(r)}{_when(r['column'])}" for r in records]
     counts = list(dict.fromkeys(r["n"] for r in records))
     if len(counts) == 1:
         return "; ".join(parts) + f" (n={esc(counts[0])}{' each' if len(parts) > 1 else ''})"
@@ -94,7 +100,7 @@ def baseline_findings(baselines: list[dict], lengths: list[dict]) -> list[str]:
 def phase_findings(records: list[dict], readings: dict[str, str | None]) -> list[str]:
     """Per model and intervention, the drop in each phase it ran in (`readings`: model -> what 'generation'
     covered, stated where a generation phase is quoted)."""
-    out = []
+    out, told = [], set()
     groups: dict[tuple, list[dict]] = {}
     for record in records:
         groups.setdefault((record["model"], record["action"]), []).append(record)
@@ -103,8 +109,9 @@ def phase_findings(records: list[dict], readings: dict[str, str | None]) -> list
         sentence = (f"{_model(first)}: {esc(action)} drops needle accuracy ({esc(first['scorer'])}) "
                     + _phases(group))
         reading = readings.get(model)
-        if any(r["column"] == "generation" for r in group) and reading is not None:
+        if model not in told and any(r["column"] == "generation" for r in group) and reading is not None:
             sentence += f" ({esc(_READINGS.get(reading, 'generation reading: ' + reading))})"
+            told.add(model)  # once per model: the reading is the Result's, the same for each intervention
         out.append(sentence + ".")
     return out
 
@@ -172,8 +179,9 @@ def ablation_findings(records: list[dict]) -> list[str]:
             continue
         randoms = sorted((r for r in records if r["model"] == model and r["removal"] == "random"
                           and r["value"] is not None), key=lambda r: r["value"])
-        sentence = (f"{_model(top[0])}: zeroing the {esc(top[0]['n_heads'])} top-scored retrieval heads drops "
-                    f"needle accuracy ({esc(top[0]['scorer'])}) by {_drop(top[0])}")
+        count = "" if top[0]["n_heads"] is None else f"{esc(top[0]['n_heads'])} "
+        sentence = (f"{_model(top[0])}: zeroing the {count}top-scored retrieval heads drops needle accuracy "
+                    f"({esc(top[0]['scorer'])}) by {_drop(top[0])}")
         if randoms:
             sentence += (f"; zeroing as many random heads drops it by {span(randoms[0]['value'], randoms[-1]['value'])}"
                          f" across {len(randoms)} draw{'s' if len(randoms) != 1 else ''}")
@@ -216,8 +224,9 @@ def _headline_kind(phases: list[dict]) -> str | None:
 
 def headline_findings(results: list[dict], evidence: dict[str, str]) -> list[str]:
     """One sentence per model: its baseline accuracy (and chance), and the drop from zeroing attention (or its
-    first mixer kind) in prefill only and in generation only, with a link to the evidence (`evidence`: model
-    name -> href of its page's phase table)."""
+    first mixer kind) in prefill only and in generation only (no drop where the baseline is within its interval
+    of chance: nothing was there to remove), with a link to the evidence (`evidence`: model name -> href of its
+    page's phase table)."""
     out = []
     baselines = [b for b in rr.baseline_records(results) if not b["jrt"]]
     phases = rr.phase_records(results)
@@ -228,7 +237,9 @@ def headline_findings(results: list[dict], evidence: dict[str, str]) -> list[str
         quoted = [r for r in mine if r["kind"] == kind and not r["jrt"] and r["column"] in ("prefill", "generation")]
         sentence = (f"{_model(base)}: needle accuracy ({esc(base['scorer'])}) {_quoted(base)}, "
                     f"{_chance_words(base['chance'])}")
-        if quoted:
+        if _within_chance(base):
+            sentence += ", within the baseline's interval: its ablations cannot show what retrieval needs"
+        elif quoted:
             sentence += f"; {esc(quoted[0]['action'])} drops it {_phases(quoted)}"
         link = f' <a href="{esc(evidence[model])}">evidence</a>' if model in evidence else ""
         out.append(sentence + f".{link}")
@@ -239,8 +250,8 @@ class RetrievalView(View):
     """Study B: needle retrieval under ablations by phase, head sparsification, needle exposure, retrieval
     heads."""
 
-    summary = ("A needle (a key and its value) is hidden at several depths of contexts of several lengths and "
-               "the model must generate its value: intact, with each kind of mixer zeroed in prefill, in "
+    summary = ("A needle (a fact: on the zoo a key and its value) is hidden at several depths of contexts of "
+               "several lengths, and the model must generate its answer: intact, with each kind of mixer zeroed in prefill, in "
                "generation or in both, with only k attention heads kept, with the needle hidden from attention, "
                "and with its retrieval heads zeroed.")
 

@@ -9,6 +9,7 @@ import altair as alt
 
 from reports.charts import PAGE_WIDTH, TOOLTIP, describe, drawable, family_colour, model_order
 from reports.palette import FAMILY_COLOURS, NEUTRAL, Palette
+from reports.views.retrieval_records import PHASE_ORDER
 
 __all__ = ["grid_heatmaps", "k_curves", "phase_table", "head_map", "head_ablation", "RETENTION_LINE"]
 
@@ -72,8 +73,10 @@ def k_curves(curve: list[dict], k95: list[dict]):
     for panel in dict.fromkeys(r["panel"] for r in curve):
         mine = [r for r in curve if r["panel"] == panel]
         mark = [r for r in marks if r["panel"] == panel]
+        # Every k its own tick: vega's tickMinStep still put half-integer ticks on a 0-2 axis.
+        whole = alt.Axis(format="d", values=list(dict.fromkeys(r["k"] for r in mine)))
         pair = [_k_panel(mine, mark, field, title, axis, colour, tooltip)
-                for field, title, axis in (("k", "query heads kept per layer (k)", alt.Axis(format="d", tickMinStep=1)),
+                for field, title, axis in (("k", "query heads kept per layer (k)", whole),
                                            ("heads_fraction", "fraction of heads kept", alt.Axis(format=".0%")))]
         rows.append(alt.hconcat(*pair, title=panel))
     return alt.vconcat(*rows).properties(description=describe(
@@ -110,7 +113,7 @@ def phase_table(records: list[dict]):
     baseline, with their CIs, and is coloured by the drop (diverging at 0, one scale -1..1)."""
     if not drawable(records):
         return None
-    columns = [c for c in ("prefill", "generation", "decode", "all") if any(r["column"] == c for r in records)]
+    columns = [c for c in PHASE_ORDER if any(r["column"] == c for r in records)]
     columns += list(dict.fromkeys(r["column"] for r in records if r["column"] not in columns))
     tooltip = TOOLTIP + [alt.Tooltip("acc_exact:N", title="accuracy"),
                          alt.Tooltip("acc_ci_low_exact:N", title="accuracy 95% CI low"),
@@ -139,31 +142,31 @@ def phase_table(records: list[dict]):
 
 
 def head_map(records: list[dict]):
-    """Retrieval score of every attention head (layer x head, 0..1), one panel per model; the heads above the
-    threshold are outlined."""
+    """Retrieval score of every attention head (layer x head, 0..1, one colour scale), one map per model; the
+    heads above the Result's threshold are outlined."""
     if not drawable(records):
         return None
-    threshold = records[0]["threshold"]
-    heads = len(dict.fromkeys(r["head"] for r in records))
-    width = min(PAGE_WIDTH - 250, max(88, _CELL * heads))
-    models = model_order(records)
-    x = alt.X("head:O", title="head", axis=alt.Axis(labelAngle=0))
-    y = alt.Y("layer:O", title="layer")
+    thresholds = " / ".join(repr(t) for t in dict.fromkeys(r["threshold"] for r in records))
     tooltip = TOOLTIP + [alt.Tooltip("layer:N"), alt.Tooltip("head:N"), alt.Tooltip("above:N", title="above threshold")]
-    cells = alt.Chart().mark_rect().encode(x=x, y=y, color=alt.Color(
-        "value:Q", scale=_UNIT, title="retrieval score"), tooltip=tooltip)
-    layers = [cells]
-    if any(r["above"] for r in records):
-        layers.append(alt.Chart().transform_filter("datum.above").mark_rect(
-            fillOpacity=0, stroke="#D55E00", strokeWidth=2.5).encode(x=x, y=y, tooltip=tooltip))
-    layered = alt.layer(*layers, data=alt.Data(values=records)).properties(width=width, height=alt.Step(_CELL))
-    columns = max(1, min(len(models), (PAGE_WIDTH - 150) // (width + 60)))
-    return layered.facet(facet=alt.Facet("model:N", title=None, sort=models, header=alt.Header(labelLimit=width + 40)),
-                         columns=columns, title=f"outlined: retrieval score above {threshold!r}").resolve_scale(
-        x="independent", y="independent").properties(description=describe(
-            "Heatmaps: each attention head's retrieval score (how often its strongest attention lands on the "
-            "needle token the model is copying, 0-1, one colour scale), one cell per layer (rows) and head "
-            f"(columns), one panel per model; heads scoring above {threshold!r} are outlined.", records))
+
+    def draw(mine):
+        heads = len(dict.fromkeys(r["head"] for r in mine))
+        x = alt.X("head:O", title="head", axis=alt.Axis(labelAngle=0))
+        y = alt.Y("layer:O", title="layer")
+        layers = [alt.Chart().mark_rect().encode(x=x, y=y, color=alt.Color(
+            "value:Q", scale=_UNIT, title="retrieval score"), tooltip=tooltip)]
+        if any(r["above"] for r in mine):
+            layers.append(alt.Chart().transform_filter("datum.above").mark_rect(
+                fillOpacity=0, stroke="#D55E00", strokeWidth=2.5).encode(x=x, y=y, tooltip=tooltip))
+        return alt.layer(*layers, data=alt.Data(values=mine)).properties(
+            width=min(PAGE_WIDTH - 250, max(88, _CELL * heads)), height=alt.Step(_CELL))
+
+    description = describe(
+        "Heatmaps: each attention head's retrieval score (how often its strongest attention lands on the needle "
+        "token the model is copying, 0-1, one colour scale), one cell per layer (rows) and head (columns), one "
+        f"map per model; heads scoring above the threshold ({thresholds}) are outlined.", records)
+    return _per_model(records, draw).properties(title=f"outlined: retrieval score above {thresholds}",
+                                                description=description)
 
 
 def head_ablation(records: list[dict], palette: Palette):

@@ -1,12 +1,13 @@
-"""The retrieval analysis' rows -> the records its charts draw and its findings quote (Study B, issue text in
-docs/results-schema.md's row shape): rows are selected and placed by their method and coordinates, never by
-parsing a condition name.
+"""The retrieval analysis' rows -> the records its charts draw and its findings quote (Study B; the rows of
+analyses/retrieval): rows are selected and placed by their method, metric and coordinates, never by parsing a
+condition name.
 
 Each record is `reports.tables`' record of one row (the row's numbers as they are, and their exact text) plus
 the fields its chart places it on. The analysis reports every scorer over the whole grid and, for the scorer
 it chose (`extra.scorer`), the accuracy per context length and per (length, depth) cell: a row with a
 `depth` coordinate is a grid cell, one with `context_length` and no `depth` a length, one with neither the
-whole grid.
+whole grid. A row measured on just-read-twice prompts carries the coordinate `prompt` = 'jrt' (`JRT`): its
+baseline and its kinds zeroed are then told apart from the plain prompts' without reading the condition name.
 """
 
 from __future__ import annotations
@@ -113,16 +114,30 @@ def _series(metric: str) -> str:
     return f"{'accuracy' if head == 'acc' else 'retention'} ({what})"
 
 
+def _drawn_on_curve(row: dict, result: dict, scored: set) -> bool:
+    """A whole-grid row the k-curve draws: the chosen scorer's accuracy and retention, and every retention that
+    is not another retrieval scorer's (multiple choice, language modelling; `scored`: (model, condition, name)
+    of every scorer with an accuracy row)."""
+    if any(k in row["coords"] for k in _GRID):
+        return False
+    head, _, name = row["metric"].partition(":")
+    if name == scorer_of(result):
+        return head in ("acc", "retention")
+    return head == "retention" and (result["model"].get("name"), row["condition"], name) not in scored
+
+
 def curve_records(results: list[dict]) -> list[dict]:
-    """Head sparsification: per k, the chosen scorer's accuracy and every retention over the whole grid, each
-    with its `selection`, `phase`, `k` and `heads_fraction`; `panel` names the (model, selection, phase)."""
+    """Head sparsification: per k, the chosen scorer's accuracy and retention and the other tasks' retentions
+    over the whole grid, each with its `selection`, `phase`, `k` and `heads_fraction`; `panel` names the
+    (model, selection, phase)."""
+    scored = {(result["model"].get("name"), row["condition"], row["metric"][4:]) for result, row, _ in paired(results)
+              if row["metric"].startswith("acc:")}
     out = []
     for result, row, record in paired(results):
         coords = row["coords"]
         if row["method"] != "keep_heads" or "k" not in coords or "heads_fraction" not in coords:
             continue
-        if not (_whole(row, result, "acc:<scorer>") or (row["metric"].startswith("retention:")
-                                                        and not any(k in coords for k in _GRID))):
+        if not _drawn_on_curve(row, result, scored):
             continue
         out.append(dict(record, selection=str(coords.get("selection")), phase=str(coords.get("phase")),
                         k=coords["k"], heads_fraction=coords["heads_fraction"],
@@ -155,7 +170,7 @@ def _intervention(row: dict) -> tuple[str, str] | None:
     attention'): a kind zeroed or the needle's exposure changed; None for any other row."""
     coords, method = row["coords"], row["method"]
     jrt = (", just-read-twice prompts", " on just-read-twice prompts") if _jrt(coords) else ("", "")
-    if method == "zero" and "kind" in coords and "n_heads" not in coords:
+    if method == "zero" and "kind" in coords and "removal" not in coords:
         kind = tables.kind_label(str(coords["kind"]))
         return f"{kind} zeroed{jrt[0]}", f"zeroing {kind}{jrt[1]}"
     if method == "mask" and "phase" in coords:
@@ -182,7 +197,8 @@ def phase_records(results: list[dict]) -> list[dict]:
         acc = accs.get((record["model"], row["condition"], row["method"]))
         if acc is None:
             continue
-        out.append(dict(record, intervention=named[0], action=named[1], column=str(row["coords"].get("phase", NO_PHASE)),
+        out.append(dict(record, intervention=named[0], action=named[1],
+                        column=str(row["coords"].get("phase", NO_PHASE)),
                         kind=row["coords"].get("kind"), jrt=_jrt(row["coords"]), scorer=scorer_of(result),
                         acc=acc["value"], acc_ci_low=acc["ci_low"], acc_ci_high=acc["ci_high"],
                         acc_exact=acc["value_exact"], acc_ci_low_exact=acc["ci_low_exact"],
@@ -235,12 +251,15 @@ def head_records(results: list[dict]) -> list[dict]:
 
 
 def ablation_records(results: list[dict]) -> list[dict]:
-    """The chosen scorer's drop with the top-scored retrieval heads ablated (`removal` 'top') and with as
-    many random heads (`removal` 'random', one record per `trial`)."""
+    """The chosen scorer's drop with the top-scored retrieval heads zeroed (coordinate `removal` 'top') and with
+    as many random heads ('random', one record per `trial`); `n_heads`: how many, from the Result's list of
+    the heads it ablated (`extra.retrieval_heads`), None where it lists none."""
     out = []
     for result, row, record in paired(results):
         coords = row["coords"]
-        if "n_heads" in coords and _whole(row, result, "drop:<scorer>"):
-            out.append(dict(record, n_heads=coords["n_heads"], trial=coords.get("trial"),
-                            removal="random" if "trial" in coords else "top", scorer=scorer_of(result)))
+        if row["method"] == "zero" and coords.get("removal") in ("top", "random") and _whole(
+                row, result, "drop:<scorer>"):
+            heads = _extra(result).get("retrieval_heads")
+            out.append(dict(record, removal=coords["removal"], trial=coords.get("trial"),
+                            n_heads=len(heads) if isinstance(heads, list) else None, scorer=scorer_of(result)))
     return out

@@ -148,3 +148,63 @@ def test_bad_inputs(hm_gdn):
         RetrievalConfig(phases=("later",))
     with pytest.raises(MechHybridError, match="none of the kinds"):
         plan(hm_gdn, RetrievalConfig(kinds=("ssm",)))
+
+
+def _reference_retrieval_scores(hm, prompts):
+    """Wu et al.'s retrieval score from a hand-computed attention (tests/core/attention_reference.py): per head,
+    the share of answer tokens at which the model predicts that token and the head's argmax key holds it."""
+    from tests.core import attention_reference as ref
+
+    layers = [c.layer for c in hm.components if c.kind == "attention"]
+    hits = {}
+    for p in prompts:
+        ids = torch.tensor([p.ids + p.answer_ids])
+        n, m = len(p.ids), len(p.answer_ids)
+        with ref.inputs_of(hm, layers) as seen, torch.no_grad():
+            logits = hm.hf_model(input_ids=ids).logits[0]
+            probs = {layer: ref.softmax(ref.scores(hm, layer, seen[layer])[0])[0] for layer in layers}
+        for layer, pr in probs.items():
+            for head in range(pr.shape[0]):
+                hits.setdefault((layer, head), 0.0)
+                for step, token in enumerate(p.answer_ids):
+                    q = n - 1 + step
+                    key = int(pr[head, q].argmax())
+                    if int(logits[q].argmax()) == token and key in p.value_positions and p.ids[key] == token:
+                        hits[(layer, head)] += 1.0 / m
+    return {k: v / len(prompts) for k, v in hits.items()}
+
+
+def test_retrieval_scores_equal_hand_attention(hm_gdn):
+    from analyses.retrieval.heads import retrieval_scores
+
+    prompts = zoo_grid((64, 96), (0.1, 0.9), per_cell=2, seed=5)
+    got = retrieval_scores(hm_gdn, prompts)
+    want = _reference_retrieval_scores(hm_gdn, prompts)
+    assert set(got) == set(want) and len(got) == 4  # one attention layer, 4 heads
+    for key in want:
+        assert got[key] == pytest.approx(want[key], abs=1e-12)
+    assert max(want.values()) > 0  # the test can see a hit
+
+
+def test_needle_mask_marks_each_prompts_own_needle():
+    from analyses.retrieval.heads import _needle_mask
+
+    prompts = zoo_grid((64, 96), (0.0, 1.0), per_cell=1, seed=2)
+    mask = _needle_mask(prompts)
+    assert mask.shape == (4, max(len(p.ids) for p in prompts))
+    for row, p in enumerate(prompts):
+        assert mask[row].nonzero().flatten().tolist() == list(p.needle_positions)
+
+
+def test_head_curve_ends_at_the_baseline_and_counts_without_running(hm_gdn, monkeypatch):
+    from analyses.retrieval import analysis as A
+
+    cfg = RetrievalConfig(lengths=(64,), depths=(0.5,), per_cell=3, phases=("all",), kinds=("attention",),
+                          exposure_scales=(), retrieval_heads=False)
+    monkeypatch.setattr(A, "generate_scores", lambda *a, **k: pytest.fail("count must not generate"))
+    assert A.count(hm_gdn, cfg) == 1 + 1 + 5 + 1  # baseline, zero:attention:all, k = 0..4, mask_needle:all
+    monkeypatch.undo()
+    rows = run(hm_gdn, cfg).rows
+    whole = {(r.condition, r.metric): r.value for r in rows if "context_length" not in r.coords}
+    assert whole[("heads:static:all:k4", "acc:exact")] == whole[("baseline", "acc:exact")]
+    assert whole[("heads:static:all:k0", "acc:exact")] == whole[("zero:attention:all", "acc:exact")]
