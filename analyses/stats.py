@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
-    "N_RESAMPLES", "bootstrap_indices", "bootstrap_mean_ci", "paired_bootstrap_diff", "paired_ratio_ci",
+    "N_RESAMPLES", "bootstrap_indices", "bootstrap_mean_ci", "paired_bootstrap_diff", "paired_ratio_ci", "percentile_interval",
     "ppl_from_nll", "ppl_ratio_ci", "geometric_mean", "median", "rankdata", "spearman", "spearman_ci", "linear_cka",
 ]
 
@@ -27,7 +27,8 @@ def bootstrap_indices(n: int, seed: int, n_resamples: int = N_RESAMPLES) -> np.n
     return np.random.default_rng(seed).integers(0, n, size=(n_resamples, n))
 
 
-def _percentiles(samples: np.ndarray) -> tuple[float, float]:
+def percentile_interval(samples: np.ndarray) -> tuple[float, float]:
+    """The 95% percentile interval of bootstrap samples."""
     lo, hi = np.percentile(samples, [100 * ALPHA / 2, 100 * (1 - ALPHA / 2)])
     return float(lo), float(hi)
 
@@ -36,7 +37,7 @@ def bootstrap_mean_ci(x, seed: int, n_resamples: int = N_RESAMPLES) -> tuple[flo
     """(mean, ci_low, ci_high) of x[item] by the percentile bootstrap."""
     x = np.asarray(x, dtype=np.float64)
     idx = bootstrap_indices(len(x), seed, n_resamples)
-    return float(x.mean()), *_percentiles(x[idx].mean(axis=1))
+    return float(x.mean()), *percentile_interval(x[idx].mean(axis=1))
 
 
 def paired_bootstrap_diff(base, other, seed: int, n_resamples: int = N_RESAMPLES) -> tuple[float, float, float]:
@@ -59,7 +60,7 @@ def paired_ratio_ci(values, base, seed: int, n_resamples: int = N_RESAMPLES):
     idx = bootstrap_indices(len(values), seed, n_resamples)
     b = base[idx].mean(axis=1)
     ok = b > 0
-    return float(values.mean() / base.mean()), *_percentiles(values[idx].mean(axis=1)[ok] / b[ok])
+    return float(values.mean() / base.mean()), *percentile_interval(values[idx].mean(axis=1)[ok] / b[ok])
 
 
 def ppl_from_nll(nll_sum, n_tokens) -> float:
@@ -75,7 +76,7 @@ def ppl_ratio_ci(base_nll, base_tok, other_nll, other_tok, seed: int,
     idx = bootstrap_indices(len(b_nll), seed, n_resamples)
     log_ratio = o_nll[idx].sum(1) / o_tok[idx].sum(1) - b_nll[idx].sum(1) / b_tok[idx].sum(1)
     point = ppl_from_nll(o_nll, o_tok) / ppl_from_nll(b_nll, b_tok)
-    lo, hi = _percentiles(log_ratio)
+    lo, hi = percentile_interval(log_ratio)
     return point, float(np.exp(lo)), float(np.exp(hi))
 
 
@@ -128,7 +129,7 @@ def spearman_ci(x, y, seed: int, n_resamples: int = N_RESAMPLES) -> tuple[float,
     draws = draws[np.isfinite(draws)]
     if len(draws) < n_resamples // 2:
         return rho, None, None
-    return (rho, *_percentiles(draws))
+    return (rho, *percentile_interval(draws))
 
 
 def linear_cka(x, y) -> float:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from mechhybrid.errors import MechHybridError
 
-from . import ablation, representation
+from . import ablation, representation, retrieval
 from .spec import Analysis
 
 __all__ = ["Step", "STUDY", "PROFILES", "DEFAULT_PROFILE", "QUICK_BUDGET_S", "ZOO_CORES", "ZOO_MEASURED",
@@ -60,6 +60,9 @@ class Step:
         return dict(self.quick if profile == "quick" else self.full)
 
 
+RETRIEVAL_ZOO_SECONDS = 200.0
+"""retrieval's quick profile summed over the zoo (provisional: being measured)."""
+
 STUDY: tuple[Step, ...] = (
     # Per model (s): jamba 158.3, mamba2 96.2, parallel 84.8, gdn 75.7, griffin 52.8, transformer 30.7.
     Step(ablation.SPEC, zoo_seconds=498.6,
@@ -76,6 +79,17 @@ STUDY: tuple[Step, ...] = (
          full={"limit": 2000, "seed": 42, "diag_length": 2048, "budget_mb": 4096},
          protocol="Study A exp. 7 at every position with the final norm, on 2,048-token WikiText windows; "
                   "behavioural drops on up to 2,000 items per benchmark, seed 42"),
+    # Per model: see RETRIEVAL_ZOO_SECONDS.
+    Step(retrieval.SPEC, zoo_seconds=RETRIEVAL_ZOO_SECONDS,
+         quick={"lengths": (64, 128, 256, 512), "depths": (0.0, 0.5, 1.0), "per_cell": 2},
+         full={"lengths": (250, 655, 1060, 1465, 1870, 2275, 2680, 3085, 3490, 4096),
+               "depths": tuple(round(i / 9, 4) for i in range(10)), "max_new_tokens": 40, "scorer": "substring",
+               "phases": ("prefill", "generation", "all"), "head_phases": ("prefill", "generation", "all"),
+               "exposure_scales": (1.0, 2.0, 5.0), "batch_size": 100},
+         protocol="Study B: a needle in a haystack at 10 context lengths (250-4,096 tokens) x 10 depths, 40 "
+                  "generated tokens, substring credit; attention and every other mixer kind zeroed in prefill, "
+                  "generation or both, heads kept per layer for k = 0..heads, the needle hidden or focused. Give "
+                  "the haystack text file (Study B used Paul Graham's essays) in the config: haystack = \"...\""),
 )
 """What `mechhybrid study` runs, in this order (representation reuses component_ablation's scores)."""
 

@@ -18,6 +18,7 @@ from .config import RetrievalConfig
 from .generate import decoder, generate_scores
 from .prompts import NeedlePrompt, just_read_twice, text_grid, zoo_grid
 from .heads import HeadState, head_conditions, head_extra, score_rows_of
+from .retention import RETENTION_TASKS, retention_rows
 from .rows import condition_rows, k95_rows
 
 __all__ = ["ANALYSIS", "run", "count", "plan", "prompts_for", "applies"]
@@ -111,6 +112,11 @@ def run(hm, config: RetrievalConfig | None = None, *, checkpoints: Checkpoints |
     for cond in (c for c in conds if c.name in scores):
         grid = jrt if cond.jrt else prompts
         rows += condition_rows(cond, grid, scores[cond.name], scores.get(cond.baseline_name), scorer, cfg.seed)
+    if zoo and cfg.retention_items and cfg.head_curve:
+        from ..zoo_tasks import zoo_task
+
+        tasks = {name: zoo_task(name, cfg.retention_items, cfg.seed) for name in RETENTION_TASKS}
+        rows += retention_rows(hm, conds, tasks, cfg.batch_size, cfg.seed, checkpoints)
     chance = ZOO_CHANCE if zoo and scorer == "exact" else None
     rows += k95_rows(rows, scorer, chance, cfg.seed, notes) + score_rows_of(state, cfg, cfg.seed)
     if cfg.haystack and cfg.head_curve:

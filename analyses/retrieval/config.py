@@ -63,6 +63,9 @@ class RetrievalConfig:
     entropy and statically (ranked once on calibration prompts)."""
     head_phases: tuple[str, ...] = ("all",)
     """Phases the head sparsification runs in."""
+    retention_items: int = 32
+    """Items of the zoo's facts and lm benchmarks on which the head curve's retention is measured (phase all
+    only; 0 turns it off; real models: not measured)."""
     exposure_scales: tuple[float, ...] = (2.0,)
     """Needle focus scales (logits at the needle set to max logit x scale); empty turns focus off."""
     retrieval_heads: bool = True
@@ -88,8 +91,9 @@ class RetrievalConfig:
             raise MechHybridError(f"retrieval lengths must be >= 16 tokens, got {list(self.lengths)}")
         if not self.depths or any(not 0.0 <= d <= 1.0 for d in self.depths):
             raise MechHybridError(f"retrieval depths must lie in [0, 1], got {list(self.depths)}")
-        if self.per_cell < 1 or self.batch_size < 1 or self.max_new_tokens < 0 or self.seed < 0:
-            raise MechHybridError("per_cell and batch_size must be >= 1, max_new_tokens and seed >= 0")
+        if self.per_cell < 1 or self.batch_size < 1 or min(self.max_new_tokens, self.seed, self.retention_items) < 0:
+            raise MechHybridError("per_cell and batch_size must be >= 1; max_new_tokens, seed and retention_items "
+                                  ">= 0")
         if self.scorer and self.scorer not in SCORERS:
             raise MechHybridError(f"unknown scorer {self.scorer!r}; scorers: {', '.join(SCORERS)}")
         if self.generation_phase not in GENERATION_READINGS:

@@ -208,3 +208,39 @@ def test_head_curve_ends_at_the_baseline_and_counts_without_running(hm_gdn, monk
     whole = {(r.condition, r.metric): r.value for r in rows if "context_length" not in r.coords}
     assert whole[("heads:static:all:k4", "acc:exact")] == whole[("baseline", "acc:exact")]
     assert whole[("heads:static:all:k0", "acc:exact")] == whole[("zero:attention:all", "acc:exact")]
+
+
+def test_lm_retention_equals_hooked_losses(hm_gdn):
+    """retention:lm at k=0 = (loss per token) / (loss per token with attention zeroed), both computed here with
+    plain forward hooks and log_softmax."""
+    from analyses.retrieval.retention import retention_rows
+    from analyses.retrieval.heads import HeadState, head_conditions
+    from analyses.zoo_tasks import zoo_task
+
+    cfg = RetrievalConfig(lengths=(64,), depths=(0.5,), per_cell=1, phases=(), exposure_scales=(),
+                          retrieval_heads=False)
+    conds = head_conditions(hm_gdn, cfg, HeadState(hm_gdn, cfg))
+    task = zoo_task("lm", 6, 0)
+    rows = retention_rows(hm_gdn, conds, {"lm": task}, batch_size=4, seed=0)
+    by_k = {r.coords["k"]: r for r in rows}
+    assert by_k[4].value == 1.0  # every head kept: nothing changes
+
+    def loss(zero: bool) -> float:
+        modules = [hm_gdn.module(c.path) for c in hm_gdn.components if c.kind == "attention"]
+        zeroed = lambda m, a, o: (torch.zeros_like(o[0]),) + tuple(o[1:])  # noqa: E731
+        handles = [m.register_forward_hook(zeroed) for m in modules] if zero else []
+        total = count = 0.0
+        try:
+            with torch.no_grad():
+                for doc in task.docs:
+                    ids = torch.tensor([doc])
+                    logp = torch.log_softmax(hm_gdn.hf_model(input_ids=ids).logits[0, :-1].double(), -1)
+                    total -= logp.gather(-1, ids[0, 1:, None]).sum().item()
+                    count += len(doc) - 1
+        finally:
+            for h in handles:
+                h.remove()
+        return total / count
+
+    assert by_k[0].value == pytest.approx(loss(False) / loss(True), rel=1e-5)
+    assert by_k[0].ci_low <= by_k[0].value <= by_k[0].ci_high
