@@ -2,8 +2,8 @@
 
 Load a model (`load`), list its components (`hm.components`), intervene with data (`Ablate`, `AblateHeads`,
 `KeepHeads`, `Patch`, `Capture`, `Steer`; recurrent state: `ReadState`, `PatchState`, `EditState`; attention:
-`CaptureAttention`, `MaskKeys`, `EditLogits`, `FocusKeys`) through one engine inside one nnsight trace; generate
-with phase-aware interventions.
+`CaptureAttention`, `MaskKeys`, `EditLogits`, `FocusKeys`, `KeepTopHeads`) through one engine inside one nnsight
+trace; generate with phase-aware interventions.
 
 Axis names used in shape comments: batch, seq, layer, head, head_dim, d_model, d_state, vocab, set.
 
@@ -20,7 +20,9 @@ _EXPORTS = {
     "mechhybrid.errors": ("MechHybridError", "UnsupportedFamilyError"),
     "mechhybrid.families": ("FAMILIES", "FAMILY_NAMES", "KINDS", "Family", "get_family"),
     "mechhybrid.interventions": ("Ablate", "AblateHeads", "Capture", "KeepHeads", "Patch", "Steer"),
-    "mechhybrid.attention": ("AttentionPattern", "CaptureAttention", "EditLogits", "FocusKeys", "MaskKeys"),
+    "mechhybrid.attention": (
+        "AttentionPattern", "CaptureAttention", "EditLogits", "FocusKeys", "KeepTopHeads", "MaskKeys",
+    ),
     "mechhybrid.loading": ("load",),
     "mechhybrid.model": ("HybridModel", "RunResult"),
     "mechhybrid.state": ("EditState", "PatchState", "ReadState", "State", "StateRunResult", "read_state"),

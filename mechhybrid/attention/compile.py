@@ -1,11 +1,12 @@
 """Attention items compiled into per-layer requests, which the attention function applies inside the forward.
 
-A request belongs to one intervention set (its `rows` of the stacked batch) and one layer. It selects query
-heads, query positions (in the layout the model runs: padded batches run right-aligned, `mechhybrid.inputs`)
-and keys. Keys are held as `bool[batch, end]` over absolute positions `0..end-1`, where `end` is the position
-after the forward's last query: the keys the model attends to always end at its last query (a full forward's
-keys are the sequence; a cached segment's keys are what the cache holds, a sliding window keeping only the most
-recent), so key `j` of `kv` keys is absolute position `end - kv + j`.
+A request (an edit, a capture or a per-query head choice) belongs to one intervention set (its `rows` of the
+stacked batch) and one layer. It selects query heads, query positions (in the layout the model runs: padded
+batches run right-aligned, `mechhybrid.inputs`) and keys. Keys are held as `bool[batch, end]` over absolute
+positions `0..end-1`, where `end` is the position after the forward's last query: the keys the model attends to
+always end at its last query (a full forward's keys are the sequence; a cached segment's keys are what the cache
+holds, a sliding window keeping only the most recent), so key `j` of `kv` keys is absolute position
+`end - kv + j`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Callable
 import torch
 
 from mechhybrid.attention.types import (
-    AttentionPattern, CaptureAttention, EditLogits, FocusKeys, Localized, MaskKeys,
+    AttentionPattern, CaptureAttention, EditLogits, FocusKeys, KeepTopHeads, Localized, MaskKeys,
 )
 from mechhybrid.engine import _Op, _position_mask
 from mechhybrid.errors import MechHybridError
@@ -56,9 +57,13 @@ class Request:
     capture: CaptureSpec | None = None
     hides: bool = False
     """True for a MaskKeys: it only hides keys, which the model's own kernel can do through its mask."""
+    top: KeepTopHeads | None = None
+    """A head choice per query: which heads' outputs to keep is decided from the pattern (`kernel.keep_top`)."""
 
     def needs(self, seq: int) -> torch.Tensor:
         """`bool[seq]`: the queries whose pattern this request must see computed."""
+        if self.top is not None and self.top.k == 0:  # zeroing every head reads no pattern
+            return torch.zeros(seq, dtype=torch.bool)
         if self.capture is not None:
             need = torch.zeros(seq, dtype=torch.bool)
             need[self.capture.index.flatten()] = True
@@ -183,20 +188,27 @@ def compile_attention(hm, plan, item, rows: slice, set_index: int) -> None:
     if plan.attention is None:
         plan.attention = AttentionPlan()
     layers = _resolve_layers(hm, item.layers, what)
+    top = item if isinstance(item, KeepTopHeads) else None
     if isinstance(item, CaptureAttention):
         spec = _capture_spec(plan, item, set_index)
         queries, keys, edit = None, None, None
+    elif top is not None:
+        spec, queries, keys, edit = None, _query_mask(plan, item.positions), None, None
+        # Keeping at least every head changes nothing: such layers get no request (and run the model's kernel).
+        layers = {layer: c for layer, c in layers.items() if top.k < c.n_heads}
     else:
         spec, queries, edit = None, _query_mask(plan, item.positions), _edit_of(item)
         keys = _key_mask(plan, item.keys, start, what)
-    heads = {layer: _head_mask(item.heads, component, what) for layer, component in layers.items()}
-    if edit is not None and (not keys.any() or (queries is not None and not queries.any())):
+    heads = {layer: _head_mask(getattr(item, "heads", None), component, what) for layer, component in layers.items()}
+    if spec is None and ((keys is not None and not keys.any()) or (queries is not None and not queries.any())):
         return  # no key or no query to act on: the forward runs as if the item were absent
+    if not layers:
+        return
     if not plan.attention.requests:  # one guard per forward is enough: every request needs the same install
         component = next(iter(layers.values()))
         plan.add((component.layer_path, "in"), _Op(slice(None), _guard(hm, component), records=True))
     for layer in layers:
-        request = Request(rows, heads[layer], queries, keys, edit, spec, hides=isinstance(item, MaskKeys))
+        request = Request(rows, heads[layer], queries, keys, edit, spec, hides=isinstance(item, MaskKeys), top=top)
         plan.attention.requests.setdefault(layer, []).append(request)
 
 
@@ -241,6 +253,8 @@ def localize_attention(item, positions, start: int, stop: int, total: int):
             "CaptureAttention needs one full forward (hm.run, hm.attention_patterns): in generate or with state "
             "interventions, capture on the prompt plus generated tokens with a full forward instead"
         )
+    if isinstance(item, KeepTopHeads):  # no keys: it acts on the segment's queries only
+        return Localized(dataclasses.replace(item, positions=positions), start)
     keys = item.keys
     if isinstance(keys, torch.Tensor):
         if keys.shape[1] > total:

@@ -6,6 +6,9 @@ the output of the implementation the model runs (`sdpa` or `eager`); with only c
 every query and the pattern is computed beside it, from the same q, k and mask: capturing never changes the
 forward. Memory is `[rows, head, needed queries, key]`: the last query alone costs one row per head.
 
+A `KeepTopHeads` reads the probabilities of its queries (after its own set's edits) and zeroes the heads it
+drops in the output, whichever kernel computed it (`mechhybrid.attention.heads`).
+
 `MaskKeys` alone needs no probabilities: its keys are hidden in the model's own mask, which the model's own kernel
 then runs on (`[rows, 1, query, key]` booleans, or one plane per head when it hides keys from some heads only).
 """
@@ -17,6 +20,7 @@ from typing import Callable
 import torch
 
 from mechhybrid.attention.compile import Request
+from mechhybrid.attention.heads import keep_top
 from mechhybrid.attention.types import AttentionPattern
 from mechhybrid.errors import MechHybridError
 
@@ -33,7 +37,9 @@ def visibility(mask: torch.Tensor | None, q_len: int, kv_len: int) -> torch.Tens
         causal = torch.arange(kv_len)[None] <= torch.arange(q_len)[:, None] + (kv_len - q_len)
         return causal[None, None]
     if tuple(mask.shape[-2:]) != (q_len, kv_len):
-        raise MechHybridError(f"attention mask of shape {tuple(mask.shape)} does not match {q_len} queries x {kv_len} keys")
+        raise MechHybridError(
+            f"attention mask of shape {tuple(mask.shape)} does not match {q_len} queries x {kv_len} keys"
+        )
     if mask.dtype == torch.bool:
         return mask
     hidden = mask <= torch.finfo(mask.dtype).min
@@ -65,9 +71,9 @@ def attend(
     query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask, scaling: float,
     requests: list[Request], delegate: Callable, sink: dict, layer: int,
 ):
-    """`(attention output [rows, query, head, d_v], weights or None)` with the requests' edits applied and their
-    captures written to `sink` (set -> layer -> AttentionPattern); `delegate(visible=None)` runs the model's own
-    attention, on its own mask or on the boolean `visible` one."""
+    """`(attention output [rows, query, head, d_v], weights or None)` with the requests' edits applied, their
+    captures written to `sink` (set -> layer -> AttentionPattern) and their head choices' dropped heads zeroed;
+    `delegate(visible=None)` runs the model's own attention, on its own mask or on the boolean `visible` one."""
     rows, n_heads, q_len, _ = query.shape
     kv_len = key.shape[2]
     if all(r.hides for r in requests):
@@ -78,15 +84,36 @@ def attend(
     for request in requests:
         need |= request.needs(q_len)
     edits = [r for r in requests if r.edit is not None]
+    choices = [r for r in requests if r.top is not None]
     full = bool(need.all())
     chosen = torch.arange(q_len) if full else need.nonzero().flatten()
     out, weights = (None, None) if edits and full else delegate()
-    groups = n_heads // key.shape[1]
-    keys = _repeat_kv(key, groups)
-    picked = query if full else query[:, :, chosen.to(query.device)]
+    probs = None
+    if chosen.numel():
+        probs = _pattern(query, key, mask, scaling, requests, chosen, (sink, layer))
+    if edits:
+        values = _repeat_kv(value, n_heads // key.shape[1])
+        new = torch.matmul(probs.to(values.dtype), values).transpose(1, 2)  # [rows, query, head, d_v]
+        if full:
+            out, weights = new.contiguous(), None
+        else:
+            out = out.index_copy(1, chosen.to(out.device), new.to(out.dtype))
+    if choices:
+        out = keep_top(out, probs, chosen, choices)
+    return out, weights
+
+
+def _pattern(query, key, mask, scaling: float, requests: list[Request], chosen: torch.Tensor, where) -> torch.Tensor:
+    """`[rows, head, chosen query, key]` float32 probabilities of the chosen queries, after every edit (in the
+    order given); captures are written to `where = (sink, layer)`."""
+    rows, n_heads, q_len, _ = query.shape
+    kv_len = key.shape[2]
+    keys = _repeat_kv(key, n_heads // key.shape[1])
+    picked = query if chosen.numel() == q_len else query[:, :, chosen.to(query.device)]
     scores = torch.matmul(picked, keys.transpose(2, 3)) * scaling  # [rows, head, query, key]
     visible = visibility(mask, q_len, kv_len).to(query.device)[:, :, chosen.to(query.device)]
-    visible = visible.expand(rows, n_heads, len(chosen), kv_len)
+    visible = visible.expand(rows, n_heads, chosen.numel(), kv_len)
+    edits = [r for r in requests if r.edit is not None]
     if edits:
         visible = visible.clone()
         for request in edits:
@@ -99,14 +126,8 @@ def attend(
     probs = probs.masked_fill(~visible.any(-1, keepdim=True), 0.0)  # a query left with no key attends to nothing
     for request in requests:
         if request.capture is not None:
-            _record(request, probs, masked, chosen, q_len, sink, layer)
-    if not edits:
-        return out, weights
-    values = _repeat_kv(value, groups)
-    new = torch.matmul(probs.to(values.dtype), values).transpose(1, 2)  # [rows, query, head, d_v]
-    if full:
-        return new.contiguous(), None
-    return out.index_copy(1, chosen.to(out.device), new.to(out.dtype)), weights
+            _record(request, probs, masked, chosen, q_len, *where)
+    return probs
 
 
 def _hide_in_mask(requests: list[Request], mask, shape: tuple, device) -> torch.Tensor | None:

@@ -1,11 +1,12 @@
-"""Attention items as data: capture the softmax pattern, and edit the pre-softmax logits of chosen keys.
+"""Attention items as data: capture the softmax pattern, edit the pre-softmax logits of chosen keys, and keep the
+most peaked heads at each query (`KeepTopHeads`).
 
 Axis names: `batch`, `head` (query heads: with grouped-query attention each query head is addressed on its own,
 whatever key/value head it shares), `query`, `key`.
 
-Selections shared by every item:
+Selections shared by the items:
 - `layers`: layer indices or attention `Component`s; None = every layer with softmax attention.
-- `heads`: query head indices; None = every head.
+- `heads` (captures and edits): query head indices; None = every head.
 - `positions`: the query positions where the item applies (None = every query), as in every intervention:
   negative ones count from the end (in `generate`, from the end of the prompt for a `prefill` item and of the
   whole sequence otherwise).
@@ -33,12 +34,16 @@ from mechhybrid.errors import MechHybridError
 from mechhybrid.interventions import Positions, _Base, as_positions
 
 __all__ = [
-    "EDIT_OPS", "AttentionPattern", "CaptureAttention", "EditLogits", "FocusKeys", "Localized", "MaskKeys",
-    "is_attention_intervention",
+    "EDIT_OPS", "HEAD_SCORES", "AttentionPattern", "CaptureAttention", "EditLogits", "FocusKeys", "KeepTopHeads",
+    "Localized", "MaskKeys", "is_attention_intervention",
 ]
 
 EDIT_OPS = ("add", "scale", "set")
 """`EditLogits.op`: `add` adds `value` to the logit, `scale` multiplies it by `value`, `set` replaces it."""
+
+HEAD_SCORES = ("entropy", "l2")
+"""`KeepTopHeads.score`: how peaked a head's post-softmax distribution is at one query. `entropy`: -sum p log2 p
+over the keys (lower = more peaked); `l2`: the L2 norm of p (higher = more peaked), Study B's alternative."""
 
 Keys = Union[Sequence[int], torch.Tensor]
 
@@ -69,7 +74,7 @@ class _AttentionItem(_Base):
     def _normalise_attention(self) -> None:
         self._normalise(components_field=None)
         object.__setattr__(self, "layers", _as_layers(self.layers))
-        if self.heads is not None:
+        if getattr(self, "heads", None) is not None:
             object.__setattr__(self, "heads", tuple(int(h) for h in as_positions(self.heads)))
         if hasattr(self, "keys"):
             object.__setattr__(self, "keys", _as_keys(self.keys, type(self).__name__))
@@ -161,7 +166,34 @@ class FocusKeys(_AttentionItem):
         object.__setattr__(self, "scale", float(self.scale))
 
 
-ITEM_TYPES = (CaptureAttention, MaskKeys, EditLogits, FocusKeys)
+@dataclass(frozen=True, eq=False)
+class KeepTopHeads(_AttentionItem):
+    """Study B's head sparsification per query token: at every chosen query, keep the `k` query heads whose
+    attention is most peaked there and zero the others' attention outputs before the output projection.
+
+    Each head is scored from that query's own post-softmax distribution in the same forward (after any logit edit
+    of the same set at that layer), by `score` (HEAD_SCORES). Equal scores keep the lower head index. `k=0`
+    zeroes every head (attention ablated at the output projection's input); `k` at least the layer's heads
+    changes nothing. With grouped-query attention each query head is kept or dropped on its own. A query whose
+    keys are all hidden (by a MaskKeys) gives its heads entropy 0 and norm 0; their outputs are zero anyway.
+    """
+
+    k: int
+    score: str = "entropy"
+    layers: Sequence | None = None
+    positions: Positions = None
+    phase: str = "all"
+
+    def __post_init__(self):
+        self._normalise_attention()
+        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 0:
+            raise MechHybridError(f"KeepTopHeads k must be a non-negative integer (heads kept per query), "
+                                  f"got {self.k!r}")
+        if self.score not in HEAD_SCORES:
+            raise MechHybridError(f"unknown KeepTopHeads score {self.score!r}; choose one of {', '.join(HEAD_SCORES)}")
+
+
+ITEM_TYPES = (CaptureAttention, MaskKeys, EditLogits, FocusKeys, KeepTopHeads)
 
 
 @dataclass(frozen=True)
@@ -169,7 +201,7 @@ class Localized:
     """An edit restricted to tokens `[start, start + seq)` of a run made in segments (`generate`, state runs):
     its query positions local to the segment, its integer keys absolute and non-negative."""
 
-    item: MaskKeys | EditLogits | FocusKeys
+    item: MaskKeys | EditLogits | FocusKeys | KeepTopHeads
     start: int
 
     @property

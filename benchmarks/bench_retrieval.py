@@ -1,0 +1,52 @@
+"""The retrieval analysis per zoo model at the study's `quick` profile: CPU seconds of one thread (process
+time, which a busy machine inflates far less than wall time) and wall seconds, against the quick budget.
+
+Goal (issue: Study B): <= 120 s for the whole zoo on 2 cores, i.e. the CPU seconds summed over the six models,
+shared out over 2 workers. The summed CPU seconds are what `analyses/studies.py` records as the step's
+`zoo_seconds`.
+
+    python benchmarks/bench_retrieval.py                          # every zoo model
+    python benchmarks/bench_retrieval.py --models zoo:hybrid-gdn --out retrieval.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+ZOO = ("hybrid-gdn", "hybrid-parallel", "hybrid-jamba", "hybrid-griffin", "transformer", "ssm-mamba2")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=[f"zoo:{name}" for name in ZOO])
+    parser.add_argument("--profile", default="quick", choices=("quick", "full"))
+    parser.add_argument("--out", help="write the measurements to this JSON file as they come")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    import mechhybrid as mh
+    from analyses.retrieval import RetrievalConfig, run
+    from analyses.studies import ZOO_CORES, step
+
+    torch.set_num_threads(1)
+    options = step("retrieval").options(args.profile)
+    found = {}
+    for source in args.models:
+        hm = mh.load(source)
+        cpu, wall = time.process_time(), time.perf_counter()
+        result = run(hm, RetrievalConfig(**options))
+        found[source] = {"cpu_s": round(time.process_time() - cpu, 2), "wall_s": round(time.perf_counter() - wall, 2),
+                         "rows": len(result.rows)}
+        print(source, found[source], flush=True)
+        if args.out:
+            with open(args.out, "w") as f:
+                json.dump(found, f, indent=1)
+    total = sum(m["cpu_s"] for m in found.values())
+    print(f"summed CPU seconds {total:.1f}; on {ZOO_CORES} cores about {total / ZOO_CORES:.1f} s (goal <= 120 s)")
+
+
+if __name__ == "__main__":
+    main()
