@@ -11,7 +11,10 @@ from mechhybrid.results.vocabulary import MIXER_KINDS
 from ..configs import check_types
 from .scorers import SCORERS
 
-__all__ = ["RetrievalConfig", "PHASES", "GENERATION_READINGS", "STUDY_B_NEEDLE"]
+__all__ = ["RetrievalConfig", "PHASES", "GENERATION_READINGS", "HEAD_SELECTIONS", "STUDY_B_NEEDLE"]
+
+HEAD_SELECTIONS = ("entropy", "l2", "static")
+"""How head sparsification chooses the heads it keeps (see RetrievalConfig.head_selections)."""
 
 PHASES = ("prefill", "generation", "all")
 """When an intervention acts: over the prompt, while the answer is produced, or both."""
@@ -61,6 +64,10 @@ class RetrievalConfig:
     head_curve: bool = True
     """Head sparsification: keep k query heads per attention layer for k = 0..heads, chosen per token by
     entropy and statically (ranked once on calibration prompts)."""
+    head_selections: tuple[str, ...] = ("entropy", "static")
+    """How the kept heads are chosen: entropy (per query token, the k lowest-entropy heads, Study B), l2 (per
+    token, the k highest L2 norms of the attention distribution, Study B's alternative), static (ranked once by
+    mean entropy on calibration prompts)."""
     head_phases: tuple[str, ...] = ("all",)
     """Phases the head sparsification runs in."""
     retention_items: int = 32
@@ -85,7 +92,7 @@ class RetrievalConfig:
 
     def __post_init__(self):
         check_types(self)
-        for name in ("lengths", "depths", "phases", "kinds", "head_phases", "exposure_scales"):
+        for name in ("lengths", "depths", "phases", "kinds", "head_selections", "head_phases", "exposure_scales"):
             setattr(self, name, tuple(getattr(self, name)))
         if not self.lengths or any(n < 16 for n in self.lengths):
             raise MechHybridError(f"retrieval lengths must be >= 16 tokens, got {list(self.lengths)}")
@@ -102,6 +109,9 @@ class RetrievalConfig:
         bad = [p for p in self.phases + self.head_phases if p not in PHASES]
         if bad:
             raise MechHybridError(f"unknown phase {bad[0]!r}; phases: {', '.join(PHASES)}")
+        bad = [h for h in self.head_selections if h not in HEAD_SELECTIONS]
+        if bad:
+            raise MechHybridError(f"unknown head selection {bad[0]!r}; selections: {', '.join(HEAD_SELECTIONS)}")
         bad = [k for k in self.kinds if k not in MIXER_KINDS]
         if bad:
             raise MechHybridError(f"unknown mixer kind {bad[0]!r}; kinds: {', '.join(MIXER_KINDS)}")

@@ -1,6 +1,7 @@
 """Head-level retrieval conditions, for models with softmax attention.
 
 - Head sparsification (`heads:<selection>:<phase>:k<k>`): keep k query heads per attention layer, k = 0..heads;
+  `entropy` / `l2` choose them per query token from that token's own attention (`KeepTopHeads`, Study B);
   `static` ranks heads once by their mean attention entropy at the question's last token on calibration
   prompts (drawn from another seed than the grid) and keeps the k most peaked.
 - Needle exposure: the needle sentence hidden from every attention head (`mask_needle:<phase>`), and Study B's
@@ -21,7 +22,7 @@ import random
 
 import torch
 
-from mechhybrid.attention import FocusKeys, MaskKeys
+from mechhybrid.attention import FocusKeys, KeepTopHeads, MaskKeys
 from mechhybrid.interventions import AblateHeads, KeepHeads
 
 from .conditions import Condition
@@ -168,12 +169,14 @@ def head_conditions(hm, cfg, state: HeadState | None = None) -> list[Condition]:
     conds = []
     if cfg.head_curve:
         n_heads = max(c.n_heads for c in layers)
-        for phase in cfg.head_phases:
-            for k in range(n_heads + 1):
-                conds.append(Condition(f"heads:static:{phase}:k{k}", "keep_heads", phase=phase,
-                                       coords={"selection": "static", "phase": phase, "k": k,
-                                               "heads_fraction": k / n_heads},
-                                       per_prompt=_keep_static(state, layers, k)))
+        for selection in cfg.head_selections:
+            for phase in cfg.head_phases:
+                for k in range(n_heads + 1):
+                    build = (_keep_static(state, layers, k) if selection == "static" else
+                             (lambda ps, k=k, s=selection: [KeepTopHeads(k, score=s)]))
+                    conds.append(Condition(f"heads:{selection}:{phase}:k{k}", "keep_heads", phase=phase,
+                                           coords={"selection": selection, "phase": phase, "k": k,
+                                                   "heads_fraction": k / n_heads}, per_prompt=build))
     for phase in cfg.phases:
         conds.append(Condition(f"mask_needle:{phase}", "mask", phase=phase, coords={"phase": phase},
                                per_prompt=lambda ps: [MaskKeys(keys=_needle_mask(ps))]))

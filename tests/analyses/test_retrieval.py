@@ -202,12 +202,15 @@ def test_head_curve_ends_at_the_baseline_and_counts_without_running(hm_gdn, monk
     cfg = RetrievalConfig(lengths=(64,), depths=(0.5,), per_cell=3, phases=("all",), kinds=("attention",),
                           exposure_scales=(), retrieval_heads=False)
     monkeypatch.setattr(A, "generate_scores", lambda *a, **k: pytest.fail("count must not generate"))
-    assert A.count(hm_gdn, cfg) == 1 + 1 + 5 + 1  # baseline, zero:attention:all, k = 0..4, mask_needle:all
+    # baseline, zero:attention:all, k = 0..4 for entropy and static, mask_needle:all
+    assert A.count(hm_gdn, cfg) == 1 + 1 + 2 * 5 + 1
     monkeypatch.undo()
     rows = run(hm_gdn, cfg).rows
     whole = {(r.condition, r.metric): r.value for r in rows if "context_length" not in r.coords}
-    assert whole[("heads:static:all:k4", "acc:exact")] == whole[("baseline", "acc:exact")]
-    assert whole[("heads:static:all:k0", "acc:exact")] == whole[("zero:attention:all", "acc:exact")]
+    for selection in ("static", "entropy"):
+        assert whole[(f"heads:{selection}:all:k4", "acc:exact")] == whole[("baseline", "acc:exact")]
+        assert whole[(f"heads:{selection}:all:k0", "acc:exact")] == whole[("zero:attention:all", "acc:exact")]
+        assert whole[(f"heads:{selection}:all:k4", "retention:lm")] == 1.0
 
 
 def test_lm_retention_equals_hooked_losses(hm_gdn):
