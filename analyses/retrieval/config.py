@@ -68,6 +68,9 @@ class RetrievalConfig:
     """How the kept heads are chosen: entropy (per query token, the k lowest-entropy heads, Study B), l2 (per
     token, the k highest L2 norms of the attention distribution, Study B's alternative), static (ranked once by
     mean entropy on calibration prompts)."""
+    head_ks: tuple[int, ...] = ()
+    """The k of the head curve (query heads kept per attention layer); empty = every k from 0 to the heads of
+    the model's widest attention layer. Asked for on a model without attention heads, a bad input."""
     head_phases: tuple[str, ...] = ("all",)
     """Phases the head sparsification runs in."""
     retention_items: int = 32
@@ -92,10 +95,11 @@ class RetrievalConfig:
 
     def __post_init__(self):
         check_types(self)
-        for name in ("lengths", "depths", "phases", "kinds", "head_selections", "head_phases", "exposure_scales"):
+        for name in ("lengths", "depths", "phases", "kinds", "head_selections", "head_ks", "head_phases",
+                     "exposure_scales"):
             setattr(self, name, tuple(getattr(self, name)))
-        if not self.lengths or any(n < 16 for n in self.lengths):
-            raise MechHybridError(f"retrieval lengths must be >= 16 tokens, got {list(self.lengths)}")
+        if not self.lengths or any(n < 1 for n in self.lengths):
+            raise MechHybridError(f"retrieval lengths must be >= 1 token, got {list(self.lengths)}")
         if not self.depths or any(not 0.0 <= d <= 1.0 for d in self.depths):
             raise MechHybridError(f"retrieval depths must lie in [0, 1], got {list(self.depths)}")
         if self.per_cell < 1 or self.batch_size < 1 or min(self.max_new_tokens, self.seed, self.retention_items) < 0:
@@ -115,6 +119,15 @@ class RetrievalConfig:
         bad = [k for k in self.kinds if k not in MIXER_KINDS]
         if bad:
             raise MechHybridError(f"unknown mixer kind {bad[0]!r}; kinds: {', '.join(MIXER_KINDS)}")
+        if any(k < 0 for k in self.head_ks):
+            raise MechHybridError(f"head_ks must be >= 0, got {list(self.head_ks)}")
+        for name in ("needle", "question", "answer"):
+            if self.haystack and not getattr(self, name).strip():
+                raise MechHybridError(f"retrieval {name} is empty: a text haystack needs a needle, a question and "
+                                      "its answer")
+        if self.haystack and self.answer.strip() not in self.needle:
+            raise MechHybridError("retrieval answer must appear in the needle sentence (it is what the model "
+                                  "retrieves from it)")
         if any(s <= 0 for s in self.exposure_scales):
             raise MechHybridError("exposure_scales must be > 0")
         if not 0.0 < self.retrieval_threshold < 1.0:

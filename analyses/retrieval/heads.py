@@ -23,6 +23,7 @@ import random
 import torch
 
 from mechhybrid.attention import FocusKeys, KeepTopHeads, MaskKeys
+from mechhybrid.errors import MechHybridError
 from mechhybrid.interventions import AblateHeads, KeepHeads
 
 from .conditions import Condition
@@ -164,14 +165,21 @@ def head_conditions(hm, cfg, state: HeadState | None = None) -> list[Condition]:
     """The head-level conditions of `hm` (none without attention heads)."""
     layers = attention_layers(hm)
     if not layers:
+        if cfg.head_ks:
+            raise MechHybridError(f"retrieval: head_ks asks for head sparsification, and model {hm.name} has no "
+                                  "attention heads")
         return []
     state = state or HeadState(hm, cfg)
     conds = []
+    n_heads = max(c.n_heads for c in layers)
+    too_many = [k for k in cfg.head_ks if k > n_heads]
+    if too_many:
+        raise MechHybridError(f"retrieval: head_ks {too_many} exceed the {n_heads} heads of model {hm.name}'s "
+                              "widest attention layer")
     if cfg.head_curve:
-        n_heads = max(c.n_heads for c in layers)
         for selection in cfg.head_selections:
             for phase in cfg.head_phases:
-                for k in range(n_heads + 1):
+                for k in cfg.head_ks or range(n_heads + 1):
                     build = (_keep_static(state, layers, k) if selection == "static" else
                              (lambda ps, k=k, s=selection: [KeepTopHeads(k, score=s)]))
                     conds.append(Condition(f"heads:{selection}:{phase}:k{k}", "keep_heads", phase=phase,

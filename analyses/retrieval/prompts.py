@@ -21,6 +21,8 @@ from mechhybrid.errors import MechHybridError
 
 __all__ = ["NeedlePrompt", "zoo_grid", "text_grid", "ZOO_STREAM", "just_read_twice"]
 
+ZOO_MIN_LENGTH = 19
+"""The shortest zoo needle prompt plus answer: <bos>, 8 needle, 7 question, 2 value and 1 full-stop tokens."""
 ZOO_STREAM = "retrieval-needle"
 """The zoo language's RNG stream for these prompts (disjoint from training, probe and benchmark streams)."""
 
@@ -62,7 +64,11 @@ def zoo_grid(lengths, depths, per_cell: int, seed: int) -> list[NeedlePrompt]:
         for depth in depths:
             for k in range(per_cell):
                 rng = lang.doc_rng(seed, f"{ZOO_STREAM}/{length}/{depth}", k)
-                doc = lang.needle_doc(rng, length, depth)
+                try:
+                    doc = lang.needle_doc(rng, length, depth)
+                except ValueError:
+                    raise MechHybridError(f"retrieval context length {length} is shorter than the zoo's needle, "
+                                          f"question and answer ({ZOO_MIN_LENGTH} tokens)") from None
                 (start, end), = doc.answer_spans
                 words = doc.words[:start]
                 values = tuple(range(doc.random_positions[1], doc.random_positions[2] + 1))
@@ -111,11 +117,13 @@ def text_grid(tokenizer, haystack_file, lengths, depths, needle: str, question: 
     bos = (tokenizer.bos_token_id,) if tokenizer.bos_token_id is not None else ()
     prompts = []
     for length in lengths:
+        if sum(len(p) for p in pieces) < length:
+            raise MechHybridError(f"retrieval haystack file {path} holds {sum(len(p) for p in pieces)} tokens, "
+                                  f"fewer than the context length {length} asked for")
         chosen, total = [], 0
         while total < length:
-            piece = pieces[len(chosen) % len(pieces)]  # a short haystack repeats rather than fails
-            chosen.append(piece)
-            total += len(piece)
+            chosen.append(pieces[len(chosen)])
+            total += len(chosen[-1])
         for depth in depths:
             ends = [sum(len(p) for p in chosen[:i]) for i in range(len(chosen) + 1)]
             cut = min(range(len(ends)), key=lambda i: abs(ends[i] - depth * total))

@@ -247,3 +247,34 @@ def test_lm_retention_equals_hooked_losses(hm_gdn):
 
     assert by_k[0].value == pytest.approx(loss(False) / loss(True), rel=1e-5)
     assert by_k[0].ci_low <= by_k[0].value <= by_k[0].ci_high
+
+
+def _cli_error(capsys, argv) -> str:
+    from mechhybrid.cli import main
+
+    capsys.readouterr()
+    rc = main(argv)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(lines) == 1 and lines[0].startswith("mechhybrid: error: "), (rc, lines)
+    return lines[0]
+
+
+@pytest.mark.parametrize("config, model, message", [
+    ("lengths = [12]\n", "zoo:hybrid-gdn", "shorter than the zoo's needle"),
+    ("depths = [0.5, 1.2]\n", "zoo:hybrid-gdn", "depths must lie in [0, 1]"),
+    ("head_ks = [0, 5]\n", "zoo:hybrid-gdn", "head_ks [5] exceed the 4 heads"),
+    ("head_ks = [1]\n", "zoo:ssm-mamba2", "has no attention heads"),
+    ('haystack = "HAY"\nneedle = ""\n', "zoo:hybrid-gdn", "needle is empty"),
+    ('haystack = "HAY"\nlengths = [5000]\n', "zoo:hybrid-gdn", "fewer than the context length 5000"),
+    ('haystack = "NOWHERE"\n', "zoo:hybrid-gdn", "haystack file not found"),
+])
+def test_bad_input_through_the_cli(tmp_path, capsys, config, model, message):
+    hay = tmp_path / "hay.txt"
+    hay.write_text("a short essay. it has two sentences.")
+    cfg = tmp_path / "retrieval.toml"
+    cfg.write_text(config.replace("HAY", str(hay)).replace("NOWHERE", str(tmp_path / "missing.txt")))
+    out = tmp_path / "out"
+    line = _cli_error(capsys, ["run", "retrieval", "--model", model, "--config", str(cfg), "--out", str(out),
+                               "--no-progress"])
+    assert message in line
+    assert not (out / "results").exists()  # nothing half-written
