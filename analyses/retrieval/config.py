@@ -80,6 +80,9 @@ class RetrievalConfig:
     """Needle focus scales (logits at the needle set to max logit x scale); empty turns focus off."""
     retrieval_heads: bool = True
     """Score every attention head's retrieval score (Wu et al.) and ablate the top heads vs random ones."""
+    random_head_sets: int = 5
+    """Random head sets of the same size ablated against the top retrieval heads (every subset when there are
+    no more than this many)."""
     retrieval_threshold: float = 0.1
     """Retrieval score above which a head counts as a retrieval head."""
     haystack: str = ""
@@ -130,5 +133,7 @@ class RetrievalConfig:
                                   "retrieves from it)")
         if any(s <= 0 for s in self.exposure_scales):
             raise MechHybridError("exposure_scales must be > 0")
+        if self.random_head_sets < 1:
+            raise MechHybridError(f"random_head_sets must be >= 1, got {self.random_head_sets}")
         if not 0.0 < self.retrieval_threshold < 1.0:
             raise MechHybridError("retrieval_threshold must lie in (0, 1)")

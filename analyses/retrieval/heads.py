@@ -11,7 +11,7 @@
   scores a hit at a step where the model's prediction is the answer token and the head's argmax attention lands
   on the needle position holding that token; its score is the fraction of answer tokens hit, averaged over the
   grid. The top heads (those above the threshold, at least one) are then ablated, against as many random heads
-  (every subset when there are at most `RANDOM_SUBSETS` of them, else that many seeded draws).
+  (every subset when there are at most `random_head_sets` of them, else that many seeded draws).
 """
 
 from __future__ import annotations
@@ -29,12 +29,7 @@ from mechhybrid.interventions import AblateHeads, KeepHeads
 from .conditions import Condition
 from .prompts import NeedlePrompt, zoo_grid
 
-__all__ = ["head_conditions", "head_extra", "retrieval_scores", "attention_layers", "RANDOM_SUBSETS",
-           "HeadState"]
-
-RANDOM_SUBSETS = 5
-"""Random head sets ablated against the top retrieval heads (all subsets when there are no more)."""
-
+__all__ = ["head_conditions", "head_extra", "retrieval_scores", "attention_layers", "HeadState"]
 
 def attention_layers(hm) -> list:
     """The model's softmax-attention components that have heads."""
@@ -83,10 +78,11 @@ class HeadState:
 
     def random_sets(self) -> list[list[tuple[int, int]]]:
         heads, n = sorted(self.scores()), len(self.top_heads())
-        if math.comb(len(heads), n) <= RANDOM_SUBSETS:
+        wanted = self.cfg.random_head_sets
+        if math.comb(len(heads), n) <= wanted:
             return [list(s) for s in itertools.combinations(heads, n)]
         rng = random.Random(f"retrieval-heads/{self.cfg.seed}")
-        return [sorted(rng.sample(heads, n)) for _ in range(RANDOM_SUBSETS)]
+        return [sorted(rng.sample(heads, n)) for _ in range(wanted)]
 
 
 def _by_length(prompts: list[NeedlePrompt]) -> dict[int, list[NeedlePrompt]]:
@@ -195,8 +191,7 @@ def head_conditions(hm, cfg, state: HeadState | None = None) -> list[Condition]:
     if cfg.retrieval_heads:
         conds.append(Condition("ablate_heads:top", "zero", phase="all", coords={"removal": "top"},
                                per_prompt=_ablate(state, layers, "top")))
-        n_random = RANDOM_SUBSETS
-        for trial in range(n_random):
+        for trial in range(cfg.random_head_sets):
             conds.append(Condition(f"ablate_heads:random:{trial}", "zero", phase="all",
                                    coords={"removal": "random", "trial": trial},
                                    per_prompt=_ablate(state, layers, trial),
