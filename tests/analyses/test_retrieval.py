@@ -278,3 +278,28 @@ def test_bad_input_through_the_cli(tmp_path, capsys, config, model, message):
                                "--no-progress"])
     assert message in line
     assert not (out / "results").exists()  # nothing half-written
+
+
+@pytest.mark.parametrize("name", ["hybrid-gdn", "hybrid-parallel", "hybrid-jamba", "hybrid-griffin", "transformer",
+                                  "ssm-mamba2"])
+def test_every_zoo_model_gets_every_condition(name):
+    """Properties on the shipped zoo, not findings: every condition present, accuracies in [0, 1], the head curve
+    at every k where there are heads, the chance level said."""
+    import mechhybrid
+
+    from analyses.retrieval.heads import attention_layers
+
+    hm = mechhybrid.load(f"zoo:{name}")
+    cfg = RetrievalConfig(lengths=(64,), depths=(0.5,), per_cell=1, random_head_sets=2, retention_items=4)
+    result = run(hm, cfg)
+    conditions = {r.condition for r in result.rows}
+    expected = {c.name for c in plan(hm, cfg)} - {"ablate_heads:random:1"}  # a second set may not exist
+    assert expected <= conditions
+    for r in result.rows:
+        if r.metric.startswith("acc:") or r.metric == "retrieval_score":
+            assert 0.0 <= r.value <= 1.0
+    layers = attention_layers(hm)
+    ks = sorted(r.coords["k"] for r in result.rows if r.metric == "acc:exact" and r.method == "keep_heads"
+                and r.coords["selection"] == "entropy" and "context_length" not in r.coords)
+    assert ks == (list(range(max(c.n_heads for c in layers) + 1)) if layers else [])
+    assert result.extra["chance"] == 0.01 and result.extra["scorer"] == "exact"
