@@ -78,6 +78,9 @@ class RetrievalConfig:
     only; 0 turns it off; real models: not measured)."""
     exposure_scales: tuple[float, ...] = (2.0,)
     """Needle focus scales (logits at the needle set to max logit x scale); empty turns focus off."""
+    set_logits: tuple[tuple[float, ...], ...] = ()
+    """(layer, head, logit) triples: while the answer is generated, that head's pre-softmax logits at the
+    needle's answer tokens are set to `logit` (Study B's "set chosen logits"); empty: none."""
     retrieval_heads: bool = True
     """Score every attention head's retrieval score (Wu et al.) and ablate the top heads vs random ones."""
     random_head_sets: int = 5
@@ -133,6 +136,11 @@ class RetrievalConfig:
                                   "retrieves from it)")
         if any(s <= 0 for s in self.exposure_scales):
             raise MechHybridError("exposure_scales must be > 0")
+        self.set_logits = tuple(tuple(t) for t in self.set_logits)
+        if any(len(t) != 3 or int(t[0]) != t[0] or int(t[1]) != t[1] or min(t[0], t[1]) < 0
+               for t in self.set_logits):
+            raise MechHybridError(f"set_logits entries are [layer, head, logit] with a layer and head >= 0, got "
+                                  f"{[list(t) for t in self.set_logits]}")
         if self.random_head_sets < 1:
             raise MechHybridError(f"random_head_sets must be >= 1, got {self.random_head_sets}")
         if not 0.0 < self.retrieval_threshold < 1.0:

@@ -22,7 +22,7 @@ import random
 
 import torch
 
-from mechhybrid.attention import FocusKeys, KeepTopHeads, MaskKeys
+from mechhybrid.attention import EditLogits, FocusKeys, KeepTopHeads, MaskKeys
 from mechhybrid.errors import MechHybridError
 from mechhybrid.interventions import AblateHeads, KeepHeads
 
@@ -188,6 +188,7 @@ def head_conditions(hm, cfg, state: HeadState | None = None) -> list[Condition]:
         conds.append(Condition(f"focus:{scale:g}", "focus", phase="generation",
                                coords={"phase": "generation", "scale": scale},
                                per_prompt=lambda ps, s=scale: [FocusKeys(keys=_needle_mask(ps), scale=s)]))
+    conds += _set_logit_conditions(hm, cfg, layers)
     if cfg.retrieval_heads:
         conds.append(Condition("ablate_heads:top", "zero", phase="all", coords={"removal": "top"},
                                per_prompt=_ablate(state, layers, "top")))
@@ -196,6 +197,22 @@ def head_conditions(hm, cfg, state: HeadState | None = None) -> list[Condition]:
                                    coords={"removal": "random", "trial": trial},
                                    per_prompt=_ablate(state, layers, trial),
                                    applies=lambda t=trial: t < len(state.random_sets())))
+    return conds
+
+
+def _set_logit_conditions(hm, cfg, layers) -> list[Condition]:
+    heads_of = {c.layer: c.n_heads for c in layers}
+    conds = []
+    for layer, head, logit in cfg.set_logits:
+        layer, head = int(layer), int(head)
+        if layer not in heads_of or head >= heads_of[layer]:
+            raise MechHybridError(f"retrieval set_logits: model {hm.name} has no attention head {head} at layer "
+                                  f"{layer} (attention layers and heads: {heads_of})")
+        conds.append(Condition(
+            f"set_logits:L{layer}.H{head}={logit:g}", "focus", phase="generation",
+            coords={"layer": layer, "head": head, "phase": "generation", "logit": float(logit)},
+            per_prompt=lambda ps, l=layer, h=head, v=float(logit): [
+                EditLogits(keys=_needle_mask(ps, "value_positions"), op="set", value=v, layers=[l], heads=[h])]))
     return conds
 
 

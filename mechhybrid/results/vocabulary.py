@@ -67,6 +67,7 @@ COORDS: dict[str, tuple[tuple[type, ...], str]] = {
     "k": ((int,), "how many (items retrieved, components kept)"),
     "heads_fraction": ((int, float), "the fraction of a layer's heads kept (k / heads)"),
     "selection": ((str,), "how heads were chosen: entropy (per token), l2 (per token) or static (ranked once)"),
+    "logit": ((int, float), "a pre-softmax attention logit set by hand"),
     "prompt": ((str,), "how the prompt was built, where it differs from the plain one (jrt: just-read-twice)"),
     "scale": ((int, float), "a multiplier (needle focus: the needle's logits = largest logit x scale)"),
     "trial": ((int,), "index of a random draw"),

@@ -303,3 +303,25 @@ def test_every_zoo_model_gets_every_condition(name):
                 and r.coords["selection"] == "entropy" and "context_length" not in r.coords)
     assert ks == (list(range(max(c.n_heads for c in layers) + 1)) if layers else [])
     assert result.extra["chance"] == 0.01 and result.extra["scorer"] == "exact"
+
+
+def test_set_logits_condition_equals_edit_by_hand(hm_gdn):
+    """set_logits = [[3, 2, -50]]: head 2 of layer 3 cannot see the needle's value while the answer is produced;
+    the condition's scores equal generating with that EditLogits written out here."""
+    from mechhybrid.attention import EditLogits
+
+    cfg = RetrievalConfig(lengths=(64,), depths=(0.0, 1.0), per_cell=1, phases=(), head_curve=False,
+                          exposure_scales=(), retrieval_heads=False, set_logits=((3, 2, -50.0),))
+    cond = next(c for c in plan(hm_gdn, cfg) if c.name.startswith("set_logits"))
+    assert cond.name == "set_logits:L3.H2=-50" and cond.coords["logit"] == -50.0
+    prompts = zoo_grid((64,), (0.0, 1.0), 1, seed=0)
+    for p in prompts:
+        mask = torch.zeros(1, len(p.ids), dtype=torch.bool)
+        mask[0, list(p.value_positions)] = True
+        by_hand = hm_gdn.generate(torch.tensor([p.ids]), [EditLogits(keys=mask, op="set", value=-50.0, layers=[3],
+                                                                     heads=[2])], max_new_tokens=3,
+                                  phase="generation")
+        got = hm_gdn.generate([torch.tensor(p.ids)], cond.for_prompts([p]), max_new_tokens=3, phase="generation")
+        assert got.generated(0).tolist() == by_hand.generated(0).tolist()
+    with pytest.raises(MechHybridError, match="no attention head 7 at layer 3"):
+        plan(hm_gdn, RetrievalConfig(set_logits=((3, 7, 1.0),)))
