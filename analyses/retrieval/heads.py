@@ -221,7 +221,7 @@ def head_extra(state: HeadState | None, cfg) -> dict:
     if state is None or not attention_layers(state.hm):
         return {}
     out = {"retrieval_threshold": cfg.retrieval_threshold}
-    if cfg.head_curve:
+    if cfg.head_curve and "static" in cfg.head_selections:
         out["static_ranking"] = {str(layer): heads for layer, heads in sorted(state.ranking().items())}
     if cfg.retrieval_heads:
         out["retrieval_heads"] = [[layer, head] for layer, head in state.top_heads()]
