@@ -18,9 +18,18 @@ import time
 ZOO = ("hybrid-gdn", "hybrid-parallel", "hybrid-jamba", "hybrid-griffin", "transformer", "ssm-mamba2")
 
 
+def _findings(result) -> dict:
+    """The whole-grid numbers of the chosen scorer per condition (value, CI, n), for the closing table."""
+    scorer = result.extra["scorer"]
+    wanted = (f"acc:{scorer}", f"drop:{scorer}", f"k95:{scorer}", "retention:facts", "retention:lm")
+    return {f"{r.condition} {r.metric}": [r.value, r.ci_low, r.ci_high, r.n] for r in result.rows
+            if r.metric in wanted and "context_length" not in r.coords}
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=[f"zoo:{name}" for name in ZOO])
+    parser.add_argument("--skip", nargs="*", default=[], help="model sources to leave out")
     parser.add_argument("--profile", default="quick", choices=("quick", "full"))
     parser.add_argument("--out", help="write the measurements to this JSON file as they come")
     args = parser.parse_args(argv)
@@ -34,12 +43,12 @@ def main(argv=None) -> None:
     torch.set_num_threads(1)
     options = step("retrieval").options(args.profile)
     found = {}
-    for source in args.models:
+    for source in [m for m in args.models if m not in args.skip]:
         hm = mh.load(source)
         cpu, wall = time.process_time(), time.perf_counter()
         result = run(hm, RetrievalConfig(**options))
         found[source] = {"cpu_s": round(time.process_time() - cpu, 2), "wall_s": round(time.perf_counter() - wall, 2),
-                         "rows": len(result.rows)}
+                         "rows": len(result.rows), "findings": _findings(result)}
         print(source, found[source], flush=True)
         if args.out:
             with open(args.out, "w") as f:
