@@ -7,6 +7,7 @@ MechHybridError for the main CLI to print as one line with exit code 2 (`main` h
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 from mechhybrid.errors import MechHybridError
@@ -80,11 +81,19 @@ def add_analysis_commands(subparsers) -> None:
 
 
 def _options(args, analysis: str, file_options: dict) -> dict:
+    """The file's options under the CLI flags. A flag goes to the analyses that have such an option; `run`
+    with a flag its analysis lacks is a bad input."""
     opts = dict(file_options)
+    fields = _fields(analysis)
     for flag in ("limit", "seed", "method"):
         value = getattr(args, flag, None)
-        if value is not None:
+        if value is None:
+            continue
+        if flag in fields:
             opts[flag] = value
+        elif args.func is cmd_run:
+            raise MechHybridError(f"--{flag} does not apply to {analysis} (its options: see "
+                                  f"`mechhybrid run {analysis} --help`)")
     return opts
 
 
@@ -99,7 +108,18 @@ def _file_sections(path, analyses) -> dict[str, dict]:
             raise MechHybridError(f"config file {path}: {name} must be a table of options ([{name}]), "
                                   f"got {raw[name]!r}")
     shared = {k: v for k, v in raw.items() if k not in names}
-    return {name: {**shared, **raw.get(name, {})} for name in analyses}
+    known = {name: _fields(name) for name in names}
+    nowhere = sorted(k for k in shared if not any(k in fields for fields in known.values()))
+    if nowhere:
+        raise MechHybridError(f"config file {path}: unknown option(s) {', '.join(nowhere)}; no analysis has them")
+    # A shared key goes to the analyses that have such an option (`limit` and `[data]` to Study A's, not to
+    # retrieval); an analysis's own table is checked in full.
+    return {name: {**{k: v for k, v in shared.items() if k in known[name]}, **raw.get(name, {})}
+            for name in analyses}
+
+
+def _fields(name: str) -> set[str]:
+    return {f.name for f in dataclasses.fields(studies.step(name).analysis.config_cls)}
 
 
 def _config(args, step: studies.Step, section: dict):

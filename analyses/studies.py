@@ -81,13 +81,11 @@ STUDY: tuple[Step, ...] = (
                   "behavioural drops on up to 2,000 items per benchmark, seed 42"),
     # Per model: see RETRIEVAL_ZOO_SECONDS.
     Step(retrieval.SPEC, zoo_seconds=RETRIEVAL_ZOO_SECONDS,
-         quick={"lengths": (64, 128, 256, 512), "depths": (0.0, 0.5, 1.0), "per_cell": 2,
-                "head_selections": ("entropy",), "random_head_sets": 3},
          full={"lengths": (250, 655, 1060, 1465, 1870, 2275, 2680, 3085, 3490, 4096),
                "depths": tuple(round(i / 9, 4) for i in range(10)), "max_new_tokens": 40, "scorer": "substring",
                "phases": ("prefill", "generation", "all"), "head_phases": ("prefill", "generation", "all"),
                "exposure_scales": (1.0, 2.0, 5.0), "batch_size": 100,
-               "head_selections": ("entropy", "l2", "static")},
+               "head_selections": ("entropy", "l2", "static"), "random_head_sets": 5},
          protocol="Study B: a needle in a haystack at 10 context lengths (250-4,096 tokens) x 10 depths, 40 "
                   "generated tokens, substring credit; attention and every other mixer kind zeroed in prefill, "
                   "generation or both, heads kept per layer for k = 0..heads, the needle hidden or focused. Give "

@@ -34,15 +34,15 @@ def applies(hm, cfg: RetrievalConfig) -> str | None:
     """Why the analysis cannot run on `hm`, or None: it needs the zoo's language or a haystack file."""
     if cfg.haystack or _speaks_zoo(hm):
         return None
-    return (f"{ANALYSIS}: model {hm.name} does not speak the zoo's language; give a haystack text file "
-            "(haystack = \"essays.txt\") and, if needed, the needle, question, answer_prefix and answer")
+    return ("it does not speak the zoo's language: give a haystack text file (haystack = \"essays.txt\") "
+            "and, if needed, the needle, question, answer_prefix and answer")
 
 
 def prompts_for(hm, cfg: RetrievalConfig) -> tuple[list[NeedlePrompt], bool]:
     """(the grid's prompts, whether they are the zoo's)."""
     why = applies(hm, cfg)
     if why:
-        raise MechHybridError(why)
+        raise MechHybridError(f"{ANALYSIS} does not apply to model {hm.name}: {why}")
     if cfg.haystack:
         if hm.tokenizer is None:
             raise MechHybridError(f"{ANALYSIS}: a haystack file needs model {hm.name}'s tokenizer")

@@ -37,7 +37,7 @@ class RetrievalConfig:
 
     lengths: tuple[int, ...] = (64, 128, 256, 512)
     """Context lengths (tokens of the whole prompt on the zoo, of the haystack for a text file)."""
-    depths: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+    depths: tuple[float, ...] = (0.0, 0.5, 1.0)
     """Relative needle depths, 0 = start of the haystack, 1 = its end."""
     per_cell: int = 2
     """Prompts per (length, depth) cell on the zoo (a text haystack gives one per cell)."""
@@ -64,7 +64,7 @@ class RetrievalConfig:
     head_curve: bool = True
     """Head sparsification: keep k query heads per attention layer for k = 0..heads, chosen per token by
     entropy and statically (ranked once on calibration prompts)."""
-    head_selections: tuple[str, ...] = ("entropy", "static")
+    head_selections: tuple[str, ...] = ("entropy",)
     """How the kept heads are chosen: entropy (per query token, the k lowest-entropy heads, Study B), l2 (per
     token, the k highest L2 norms of the attention distribution, Study B's alternative), static (ranked once by
     mean entropy on calibration prompts)."""
@@ -83,7 +83,7 @@ class RetrievalConfig:
     needle's answer tokens are set to `logit` (Study B's "set chosen logits"); empty: none."""
     retrieval_heads: bool = True
     """Score every attention head's retrieval score (Wu et al.) and ablate the top heads vs random ones."""
-    random_head_sets: int = 5
+    random_head_sets: int = 3
     """Random head sets of the same size ablated against the top retrieval heads (every subset when there are
     no more than this many)."""
     retrieval_threshold: float = 0.1

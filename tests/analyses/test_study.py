@@ -72,7 +72,8 @@ def _errors(capsys) -> list[str]:
 
 
 def test_the_study_definition_is_the_one_list_and_fits_its_budget():
-    assert analysis_names() == [s.name for s in studies.STUDY] == ["component_ablation", "representation"]
+    assert analysis_names() == [s.name for s in studies.STUDY] == ["component_ablation", "representation",
+                                                                    "retrieval"]
     for step in studies.STUDY:
         for profile in studies.PROFILES:  # every profile builds a valid Config
             build_config(step.analysis.config_cls, step.options(profile))
@@ -80,6 +81,8 @@ def test_the_study_definition_is_the_one_list_and_fits_its_budget():
     assert full["component_ablation"].limit == 2000 and full["component_ablation"].seed == 42
     assert full["component_ablation"].context_lengths == (128, 256, 512, 1024)
     assert full["representation"].diag_length == 2048
+    assert len(full["retrieval"].lengths) == len(full["retrieval"].depths) == 10  # Study B's 10 x 10 grid
+    assert full["retrieval"].max_new_tokens == 40 and full["retrieval"].scorer == "substring"
     # The quick profile is the Config defaults, so a quick study writes what `run` with defaults writes.
     assert all(s.options("quick") == {} for s in studies.STUDY)
     # The measured zoo times of every step, shared over the cores, stay within the quick study's budget.
@@ -183,6 +186,7 @@ def test_the_study_a_analyses_apply_where_their_kinds_are(setup, tmp_path, capsy
     # In a study, the same model is skipped with the note instead, and the study goes on.
     assert main(["study", "--models", setup["model"], "--config", str(config), "--out", str(out),
                  "--no-progress"]) == 0
-    assert [(s["analysis"], s["reason"]) for s in read_study_notes(out)["skipped"]] == [
-        ("component_ablation", reason), ("representation", reason)]
+    skipped = [(s["analysis"], s["reason"]) for s in read_study_notes(out)["skipped"]]
+    assert skipped[:2] == [("component_ablation", reason), ("representation", reason)]
+    assert skipped[2][0] == "retrieval" and skipped[2][1].startswith("it does not speak the zoo's language")
     assert (out / "results.csv").read_text().count("\n") == 1  # the header: nothing ran
