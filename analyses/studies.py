@@ -60,8 +60,10 @@ class Step:
         return dict(self.quick if profile == "quick" else self.full)
 
 
-RETRIEVAL_ZOO_SECONDS = 200.0
-"""retrieval's quick profile summed over the zoo (provisional: being measured)."""
+RETRIEVAL_ZOO_SECONDS = 211.1
+"""retrieval's quick profile summed over the zoo: process CPU seconds of one thread (benchmarks/bench_retrieval.py,
+2026-12-02, shipped zoo of recipe 4): jamba 56.6, parallel 52.0, gdn 40.4, transformer 32.2, griffin 20.3,
+mamba2 9.5. CPU time, because the machine was shared (wall times there were 5-9x longer)."""
 
 STUDY: tuple[Step, ...] = (
     # Per model (s): jamba 158.3, mamba2 96.2, parallel 84.8, gdn 75.7, griffin 52.8, transformer 30.7.
@@ -79,7 +81,6 @@ STUDY: tuple[Step, ...] = (
          full={"limit": 2000, "seed": 42, "diag_length": 2048, "budget_mb": 4096},
          protocol="Study A exp. 7 at every position with the final norm, on 2,048-token WikiText windows; "
                   "behavioural drops on up to 2,000 items per benchmark, seed 42"),
-    # Per model: see RETRIEVAL_ZOO_SECONDS.
     Step(retrieval.SPEC, zoo_seconds=RETRIEVAL_ZOO_SECONDS,
          full={"lengths": (250, 655, 1060, 1465, 1870, 2275, 2680, 3085, 3490, 4096),
                "depths": tuple(round(i / 9, 4) for i in range(10)), "max_new_tokens": 40, "scorer": "substring",

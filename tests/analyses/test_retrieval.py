@@ -200,7 +200,7 @@ def test_head_curve_ends_at_the_baseline_and_counts_without_running(hm_gdn, monk
     from analyses.retrieval import analysis as A
 
     cfg = RetrievalConfig(lengths=(64,), depths=(0.5,), per_cell=3, phases=("all",), kinds=("attention",),
-                          exposure_scales=(), retrieval_heads=False)
+                          exposure_scales=(), retrieval_heads=False, head_selections=("entropy", "static"))
     monkeypatch.setattr(A, "generate_scores", lambda *a, **k: pytest.fail("count must not generate"))
     # baseline, zero:attention:all, k = 0..4 for entropy and static, mask_needle:all
     assert A.count(hm_gdn, cfg) == 1 + 1 + 2 * 5 + 1
