@@ -12,7 +12,7 @@ from .schema import DataInfo
 from .scoring import References
 from .tasks import LMTask, Task, fit_to
 
-__all__ = ["TaskSet", "load_tasks", "task_set", "model_max_len"]
+__all__ = ["speaks_zoo", "TaskSet", "load_tasks", "task_set", "model_max_len"]
 
 N_REF_DOCS = 8
 """Held-out documents (after the scored ones) that mean and resample ablations draw on."""
@@ -52,7 +52,7 @@ def task_set(tasks: dict[str, Task] | list[Task], reference_docs=None) -> TaskSe
     return TaskSet(dict(tasks), refs)
 
 
-def _speaks_zoo(hm) -> bool:
+def speaks_zoo(hm) -> bool:
     """A zoo model, or any checkpoint with the zoo's tokenizer (e.g. one from `mechhybrid zoo train`): the
     zoo benchmarks are token ids of that vocabulary."""
     if str(getattr(hm, "name", "")).startswith("zoo:"):
@@ -67,7 +67,7 @@ def _speaks_zoo(hm) -> bool:
 
 def _zoo_sources(hm, limit: int, seed: int) -> dict:
     """name -> loader() -> (Task, reference docs) for a zoo model; {} for any other model."""
-    if not _speaks_zoo(hm):
+    if not speaks_zoo(hm):
         return {}
     from .zoo_tasks import zoo_loaders
 

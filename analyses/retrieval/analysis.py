@@ -11,13 +11,13 @@ from __future__ import annotations
 from mechhybrid.errors import MechHybridError
 
 from ..common import Checkpoints, config_dict, library_versions, model_info
-from ..data import _speaks_zoo
+from ..data import speaks_zoo
 from ..schema import DataInfo, Result
 from .conditions import BASELINE, Condition, kind_conditions, mixer_kinds
 from .config import RetrievalConfig
 from .generate import decoder, generate_scores
-from .prompts import NeedlePrompt, just_read_twice, text_grid, zoo_grid
 from .heads import HeadState, head_conditions, head_extra, score_rows_of
+from .prompts import NeedlePrompt, just_read_twice, text_grid, zoo_grid
 from .retention import RETENTION_TASKS, retention_rows
 from .rows import condition_rows, k95_rows
 
@@ -32,7 +32,7 @@ ZOO_CHANCE = 0.01
 
 def applies(hm, cfg: RetrievalConfig) -> str | None:
     """Why the analysis cannot run on `hm`, or None: it needs the zoo's language or a haystack file."""
-    if cfg.haystack or _speaks_zoo(hm):
+    if cfg.haystack or speaks_zoo(hm):
         return None
     return ("it does not speak the zoo's language: give a haystack text file (haystack = \"essays.txt\") "
             "and, if needed, the needle, question, answer_prefix and answer")
@@ -81,6 +81,7 @@ def count(hm, config: RetrievalConfig | None = None) -> int:
 
 def run(hm, config: RetrievalConfig | None = None, *, checkpoints: Checkpoints | None = None,
         progress=None) -> Result:
+    """Run the retrieval analysis on `hm`: every condition of `plan` over the whole grid, then its rows."""
     cfg = config if config is not None else RetrievalConfig()
     prompts, zoo = prompts_for(hm, cfg)
     notes: list[str] = []
@@ -119,7 +120,7 @@ def run(hm, config: RetrievalConfig | None = None, *, checkpoints: Checkpoints |
         rows += retention_rows(hm, conds, tasks, cfg.batch_size, cfg.seed, checkpoints)
     chance = ZOO_CHANCE if zoo and scorer == "exact" else None
     rows += k95_rows(rows, scorer, chance, cfg.seed, notes) + score_rows_of(state, cfg, cfg.seed)
-    if cfg.haystack and cfg.head_curve:
+    if cfg.haystack and cfg.head_curve and "static" in cfg.head_selections:
         notes.append("static head ranking: calibrated on the first prompts of the grid (a text haystack has no "
                      "separate calibration draw)")
     extra = {"notes": notes, "scorer": scorer, "chance": chance, "generation_phase": cfg.generation_phase,

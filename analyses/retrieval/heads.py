@@ -31,6 +31,7 @@ from .prompts import NeedlePrompt, zoo_grid
 
 __all__ = ["head_conditions", "head_extra", "retrieval_scores", "attention_layers", "HeadState"]
 
+
 def attention_layers(hm) -> list:
     """The model's softmax-attention components that have heads."""
     return [c for c in hm.components if c.kind == "attention" and c.n_heads]
