@@ -19,7 +19,7 @@ _EXPORTS = {
     "mechhybrid.components": ("Component", "ComponentMap", "from_residual_units", "to_residual_units"),
     "mechhybrid.errors": ("MechHybridError", "UnsupportedFamilyError"),
     "mechhybrid.families": ("FAMILIES", "FAMILY_NAMES", "KINDS", "Family", "get_family"),
-    "mechhybrid.interventions": ("Ablate", "AblateHeads", "Capture", "KeepHeads", "Patch", "Steer"),
+    "mechhybrid.interventions": ("Ablate", "AblateHeads", "Capture", "KeepHeads", "Patch", "Residual", "Steer"),
     "mechhybrid.attention": (
         "AttentionPattern", "CaptureAttention", "EditLogits", "FocusKeys", "KeepTopHeads", "MaskKeys",
     ),

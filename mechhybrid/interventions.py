@@ -41,11 +41,46 @@ def check_units(units: str) -> None:
 
 Positions = Union[Sequence[int], None]
 
+RESIDUAL_WHERE = ("pre", "post")
+"""`pre`: the residual stream as decoder layer `layer` receives it; `post`: as the layer returns it (the next
+layer's `pre`, or the final norm's input after the last layer)."""
 
-def _as_components(value, name: str) -> tuple[Component, ...]:
-    items = (value,) if isinstance(value, Component) else tuple(value)
-    if not all(isinstance(c, Component) for c in items):
-        raise MechHybridError(f"{name}: components must be Component objects from hm.components")
+
+@dataclass(frozen=True)
+class Residual:
+    """The residual stream before (`where="pre"`) or after (`"post"`) decoder layer `layer`, `[batch, seq,
+    d_model]`: a target that `Patch`, `Steer` and `Capture` accept wherever they accept a component.
+
+    `Residual(0, "pre")` is what the first layer receives (the embedding, after any multiplier the family applies
+    to it). It is the residual stream only: zamba2's shared blocks also read a copy of the token embeddings, which
+    a residual target does not reach."""
+
+    layer: int
+    where: str = "pre"
+
+    def __post_init__(self):
+        if isinstance(self.layer, bool) or not isinstance(self.layer, int) or self.layer < 0:
+            raise MechHybridError(f"Residual layer must be a non-negative int, got {self.layer!r}")
+        if self.where not in RESIDUAL_WHERE:
+            raise MechHybridError(f"Residual where={self.where!r}; choose one of {', '.join(RESIDUAL_WHERE)}")
+
+    @property
+    def name(self) -> str:
+        """E.g. `L3.resid_pre`."""
+        return f"L{self.layer}.resid_{self.where}"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def _as_components(value, name: str, residual: bool = False) -> tuple:
+    """Components (and, where `residual`, Residual targets) as a tuple; one line for anything else."""
+    allowed = (Component, Residual) if residual else (Component,)
+    items = (value,) if isinstance(value, allowed) else tuple(value)
+    if not all(isinstance(c, allowed) for c in items):
+        what = "Component objects from hm.components or Residual(layer, where)" if residual else (
+            "Component objects from hm.components")
+        raise MechHybridError(f"{name}: components must be {what}")
     return items
 
 
@@ -67,9 +102,12 @@ def check_phase(phase: str) -> None:
 class _Base:
     """Shared normalisation: components to a tuple, positions to a tuple of ints, phase checked."""
 
+    targets_residual = False
+    """Whether `Residual` targets are accepted besides components (Patch, Capture, Steer)."""
+
     def _normalise(self, components_field: str | None = "components", allow_empty: bool = True) -> None:
         if components_field is not None:
-            items = _as_components(getattr(self, components_field), type(self).__name__)
+            items = _as_components(getattr(self, components_field), type(self).__name__, self.targets_residual)
             if not items and not allow_empty:
                 raise MechHybridError(f"{type(self).__name__}: empty component selection")
             object.__setattr__(self, components_field, items)
@@ -154,8 +192,11 @@ class Patch(_Base):
     """Activation patching: the components' outputs at `positions` taken from a run on `source_ids`.
 
     With `heads`, only those heads' contributions are patched (at the input of the output projection).
-    `source_mask` is the source's padding (1 = real token); None = the input's attention_mask.
+    `source_mask` is the source's padding (1 = real token); None = the input's attention_mask. `components` may
+    include `Residual` targets (not with `heads`).
     """
+
+    targets_residual = True
 
     components: Sequence[Component]
     source_ids: torch.Tensor
@@ -168,6 +209,7 @@ class Patch(_Base):
         self._normalise()
         if self.heads is not None:
             object.__setattr__(self, "heads", tuple(int(h) for h in self.heads))
+            _refuse_residual(self.components, "Patch heads")
 
 
 @dataclass(frozen=True, eq=False)
@@ -176,7 +218,10 @@ class Capture(_Base):
     d_model]`, which sums, plus the projection's bias, to the output) in the same pass that intervenes.
 
     The value recorded is the one that flows on from the component, after every other intervention on it in the
-    same set (a Capture listed before an Ablate of the same component records the ablated output)."""
+    same set (a Capture listed before an Ablate of the same component records the ablated output). `components`
+    may include `Residual` targets (not with `per_head`; their units are already the residual stream's)."""
+
+    targets_residual = True
 
     components: Sequence[Component]
     positions: Positions = None
@@ -188,12 +233,21 @@ class Capture(_Base):
     def __post_init__(self):
         self._normalise()
         check_units(self.units)
+        if self.per_head:
+            _refuse_residual(self.components, "Capture per_head")
+
+
+def _refuse_residual(items, what: str) -> None:
+    residual = [c for c in items if isinstance(c, Residual)]
+    if residual:
+        raise MechHybridError(f"{what} applies to components with heads, not to {residual[0].name}")
 
 
 @dataclass(frozen=True, eq=False)
 class Steer(_Base):
-    """Add `scale * vector` (`[d_model]`) to a component's output at `positions`; with `units="residual"` the
-    vector is what the residual stream receives (divided by the family's multiplier before it is added)."""
+    """Add `scale * vector` to a component's output (or to a `Residual` target) at `positions`; with
+    `units="residual"` the vector is what the residual stream receives (divided by the family's multiplier before
+    it is added). `vector` is `[d_model]`, or `[batch, d_model]` for one vector per row of the input."""
 
     component: Component
     vector: torch.Tensor
@@ -203,11 +257,13 @@ class Steer(_Base):
     units: str = "module"
 
     def __post_init__(self):
-        _as_components(self.component, "Steer")
+        _as_components(self.component, "Steer", residual=True)
         self._normalise(components_field=None)
         check_units(self.units)
-        if self.vector.ndim != 1:
-            raise MechHybridError(f"Steer vector must be 1-D [d_model], got shape {tuple(self.vector.shape)}")
+        if self.vector.ndim not in (1, 2):
+            raise MechHybridError(
+                f"Steer vector must be [d_model] or [batch, d_model], got shape {tuple(self.vector.shape)}"
+            )
 
 
 Intervention = Union[Ablate, AblateHeads, KeepHeads, Patch, Capture, Steer]
