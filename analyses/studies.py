@@ -86,7 +86,7 @@ STUDY: tuple[Step, ...] = (
                "depths": tuple(round(i / 9, 4) for i in range(10)), "max_new_tokens": 40, "scorer": "substring",
                "phases": ("prefill", "generation", "all"), "head_phases": ("prefill", "generation", "all"),
                "exposure_scales": (1.0, 2.0, 5.0), "batch_size": 100,
-               "head_selections": ("entropy", "l2", "static"), "random_head_sets": 5},
+               "head_selections": ("entropy", "l2", "static", "random"), "random_head_sets": 5},
          protocol="Study B: a needle in a haystack at 10 context lengths (250-4,096 tokens) x 10 depths, 40 "
                   "generated tokens, substring credit; attention and every other mixer kind zeroed in prefill, "
                   "generation or both, heads kept per layer for k = 0..heads, the needle hidden or focused. Give "

@@ -2,11 +2,17 @@
 transformers' own `generate` on the same left-padded batch, as ratios measured in the same run.
 
     python benchmarks/bench_generation.py [--batch 16] [--new 8] [--repeats 3]
+    python benchmarks/bench_generation.py --only keep-top-heads [--repeats 5]
 
 Models: the tiny qwen3_5 and recurrent_gemma of tests/tiny_configs.py (left-padded and grouped strategies) and a
 small qwen3_5-style hybrid (hidden 256, 3 Gated DeltaNet layers + 1 attention layer). Prompts: `batch` random
 prompts of 12..40 tokens (all lengths distinct, so that grouping by length gains nothing), greedy, no EOS. Every
 mechhybrid call carries Study B's generation-only ablation of attention (`phase="generation"`).
+
+`--only keep-top-heads`: Study B's per-token head sparsification while decoding (`KeepTopHeads(2)`,
+`phase="decode"`) on a small llama (hidden 256, 8 layers, 8 query heads over 2 key/value heads: every layer
+attention), 64-token prompts + 16 new tokens, at batch 1 and 8, against transformers' own `generate` and
+mechhybrid's `generate` without an intervention (goal: <= 1.3x transformers).
 """
 
 from __future__ import annotations
@@ -88,13 +94,58 @@ def bench_against_transformers(model, batch: int, new: int, repeats: int) -> Non
               f"{seconds['ours'] * 1e3:8.1f} ms   {seconds['ours'] / seconds['hf']:5.2f}x")
 
 
+def _llama():
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    config = AutoConfig.for_model(
+        "llama", vocab_size=4096, hidden_size=256, num_hidden_layers=8, intermediate_size=768,
+        num_attention_heads=8, num_key_value_heads=2, head_dim=32, tie_word_embeddings=True,
+    )
+    return AutoModelForCausalLM.from_config(config).eval()
+
+
+def bench_keep_top_heads(repeats: int, new: int = 16, prompt: int = 64) -> dict:
+    """Seconds of transformers generate, mechhybrid generate, and mechhybrid generate with KeepTopHeads(2) in
+    decode, at batch 1 and 8; the ratios to transformers printed."""
+    from transformers import GenerationConfig
+
+    import mechhybrid
+    from mechhybrid.attention import KeepTopHeads
+    from mechhybrid.generation import generate
+
+    model = _llama()
+    hm = mechhybrid.load(model)
+    config = GenerationConfig(max_new_tokens=new, do_sample=False, eos_token_id=None, pad_token_id=0)
+    keep = [KeepTopHeads(2, phase="decode")]
+    out = {}
+    for size in (1, 8):
+        ids = torch.randint(3, 4096, (size, prompt), generator=torch.Generator().manual_seed(size))
+        seconds = interleaved_min_seconds({
+            "hf": lambda: model.generate(ids, generation_config=config, attention_mask=torch.ones_like(ids)),
+            "plain": lambda: generate(hm, ids, max_new_tokens=new),
+            "keep": lambda: generate(hm, ids, keep, max_new_tokens=new),
+        }, repeats)
+        out[size] = seconds
+        print(f"  batch {size}: transformers {seconds['hf'] * 1e3:7.1f} ms   mechhybrid {seconds['plain'] * 1e3:7.1f} "
+              f"ms ({seconds['plain'] / seconds['hf']:4.2f}x)   KeepTopHeads(2) decode {seconds['keep'] * 1e3:7.1f} "
+              f"ms ({seconds['keep'] / seconds['hf']:4.2f}x transformers, {seconds['keep'] / seconds['plain']:4.2f}x "
+              "mechhybrid)", flush=True)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=16, help="prompts per call")
     parser.add_argument("--new", type=int, default=8, help="tokens generated per prompt")
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds (min reported)")
+    parser.add_argument("--only", choices=("keep-top-heads",), help="run this measurement alone")
     args = parser.parse_args()
     torch.set_num_threads(1)  # shared 2-core machine: one thread gives the steadiest ratios
+    print("small llama, 64-token prompts + 16 new tokens: KeepTopHeads(2) in decode vs transformers generate")
+    bench_keep_top_heads(args.repeats)
+    if args.only:
+        return
     from tests.conftest import build_tiny
 
     print(f"{args.batch} prompts of different lengths, {args.new} new tokens each: one call vs a loop over prompts")

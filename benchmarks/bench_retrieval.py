@@ -7,6 +7,7 @@ shared out over 2 workers. The summed CPU seconds are what `analyses/studies.py`
 
     python benchmarks/bench_retrieval.py                          # every zoo model
     python benchmarks/bench_retrieval.py --models zoo:hybrid-gdn --out retrieval.json
+    python benchmarks/bench_retrieval.py --models zoo:hybrid-gdn --head-selections entropy random
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ def main(argv=None) -> None:
     parser.add_argument("--skip", nargs="*", default=[], help="model sources to leave out")
     parser.add_argument("--profile", default="quick", choices=("quick", "full"))
     parser.add_argument("--out", help="write the measurements to this JSON file as they come")
+    parser.add_argument("--head-selections", nargs="+", help="override the profile's head selections (e.g. "
+                        "entropy random: what adding the random control to the profile would cost)")
     args = parser.parse_args(argv)
 
     import torch
@@ -42,6 +45,8 @@ def main(argv=None) -> None:
 
     torch.set_num_threads(1)
     options = step("retrieval").options(args.profile)
+    if args.head_selections:
+        options = {**options, "head_selections": tuple(args.head_selections)}
     found = {}
     for source in [m for m in args.models if m not in args.skip]:
         hm = mh.load(source)

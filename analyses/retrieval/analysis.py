@@ -1,9 +1,9 @@
 """retrieval: Study B's needle-in-a-haystack analysis on any checkpoint, resumable per condition.
 
 The plan: the needle grid (length x depth) at baseline; each mixer kind zeroed in prefill, generation and
-both; optionally just-read-twice prompts; head sparsification, needle exposure and retrieval heads where the
-model has softmax attention (analyses/retrieval/heads.py). Each condition generates the whole grid once; its
-per-prompt scores are a checkpoint, so an interrupted run resumes at the next condition.
+both; optionally just-read-twice prompts; head sparsification (with its random control: subsets.py), needle
+exposure and retrieval heads where the model has softmax attention (heads.py). Each condition generates the
+whole grid once; its per-prompt scores are a checkpoint, so an interrupted run resumes at the next condition.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from .heads import HeadState, head_conditions, head_extra, score_rows_of
 from .prompts import NeedlePrompt, just_read_twice, text_grid, zoo_grid
 from .retention import RETENTION_TASKS, retention_rows
 from .rows import condition_rows, k95_rows
+from .subsets import random_summary_rows
 
 __all__ = ["ANALYSIS", "run", "count", "plan", "prompts_for", "applies"]
 
@@ -112,12 +113,14 @@ def run(hm, config: RetrievalConfig | None = None, *, checkpoints: Checkpoints |
     rows = []
     for cond in (c for c in conds if c.name in scores):
         grid = jrt if cond.jrt else prompts
-        rows += condition_rows(cond, grid, scores[cond.name], scores.get(cond.baseline_name), scorer, cfg.seed)
+        rows += condition_rows(cond, grid, scores[cond.name], scores.get(cond.baseline_name), scorer, cfg.seed,
+                               cells=not (cond.method == "keep_heads" and "trial" in cond.coords))
     if zoo and cfg.retention_items and cfg.head_curve:
         from ..zoo_tasks import zoo_task
 
         tasks = {name: zoo_task(name, cfg.retention_items, cfg.seed) for name in RETENTION_TASKS}
         rows += retention_rows(hm, conds, tasks, cfg.batch_size, cfg.seed, checkpoints)
+    rows += random_summary_rows(conds, scores, rows, cfg.seed)
     chance = ZOO_CHANCE if zoo and scorer == "exact" else None
     rows += k95_rows(rows, scorer, chance, cfg.seed, notes) + score_rows_of(state, cfg, cfg.seed)
     if cfg.haystack and cfg.head_curve and "static" in cfg.head_selections:

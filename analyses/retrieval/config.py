@@ -13,7 +13,7 @@ from .scorers import SCORERS
 
 __all__ = ["RetrievalConfig", "PHASES", "GENERATION_READINGS", "HEAD_SELECTIONS", "STUDY_B_NEEDLE"]
 
-HEAD_SELECTIONS = ("entropy", "l2", "static")
+HEAD_SELECTIONS = ("entropy", "l2", "static", "random")
 """How head sparsification chooses the heads it keeps (see RetrievalConfig.head_selections)."""
 
 PHASES = ("prefill", "generation", "all")
@@ -67,7 +67,11 @@ class RetrievalConfig:
     head_selections: tuple[str, ...] = ("entropy",)
     """How the kept heads are chosen: entropy (per query token, the k lowest-entropy heads, Study B), l2 (per
     token, the k highest L2 norms of the attention distribution, Study B's alternative), static (ranked once by
-    mean entropy on calibration prompts)."""
+    mean entropy on calibration prompts), random (the control: k heads per layer chosen at random, several trials
+    per k, see random_head_subsets_max)."""
+    random_head_subsets_max: int = 6
+    """Trials per k of the random selection: every k-subset of each layer's heads when no layer has more than
+    this many (6 = the pairs of a 4-head layer: the zoo's random curve is exact), else this many seeded draws."""
     head_ks: tuple[int, ...] = ()
     """The k of the head curve (query heads kept per attention layer); empty = every k from 0 to the heads of
     the model's widest attention layer. Asked for on a model without attention heads, a bad input."""
@@ -141,6 +145,8 @@ class RetrievalConfig:
                for t in self.set_logits):
             raise MechHybridError(f"set_logits entries are [layer, head, logit] with a layer and head >= 0, got "
                                   f"{[list(t) for t in self.set_logits]}")
+        if self.random_head_subsets_max < 1:
+            raise MechHybridError(f"random_head_subsets_max must be >= 1, got {self.random_head_subsets_max}")
         if self.random_head_sets < 1:
             raise MechHybridError(f"random_head_sets must be >= 1, got {self.random_head_sets}")
         if not 0.0 < self.retrieval_threshold < 1.0:

@@ -3,7 +3,8 @@
 - Head sparsification (`heads:<selection>:<phase>:k<k>`): keep k query heads per attention layer, k = 0..heads;
   `entropy` / `l2` choose them per query token from that token's own attention (`KeepTopHeads`, Study B);
   `static` ranks heads once by their mean attention entropy at the question's last token on calibration
-  prompts (drawn from another seed than the grid) and keeps the k most peaked.
+  prompts (drawn from another seed than the grid) and keeps the k most peaked; `random` is the control, several
+  trials per k (`heads:random:<phase>:k<k>:t<trial>`, every head subset where they are few: `subsets`).
 - Needle exposure: the needle sentence hidden from every attention head (`mask_needle:<phase>`), and Study B's
   needle focus (`focus:<scale>`: the needle's logits set to the query's largest logit x scale) while the answer
   is generated.
@@ -28,6 +29,7 @@ from mechhybrid.interventions import AblateHeads, KeepHeads
 
 from .conditions import Condition
 from .prompts import NeedlePrompt, zoo_grid
+from .subsets import SELECTION, head_subsets, random_conditions
 
 __all__ = ["head_conditions", "head_extra", "retrieval_scores", "attention_layers", "HeadState"]
 
@@ -176,6 +178,10 @@ def head_conditions(hm, cfg, state: HeadState | None = None) -> list[Condition]:
     if cfg.head_curve:
         for selection in cfg.head_selections:
             for phase in cfg.head_phases:
+                if selection == SELECTION:
+                    conds += random_conditions(layers, cfg.head_ks or range(n_heads + 1), phase, n_heads,
+                                               cfg.random_head_subsets_max, cfg.seed)
+                    continue
                 for k in cfg.head_ks or range(n_heads + 1):
                     build = (_keep_static(state, layers, k) if selection == "static" else
                              (lambda ps, k=k, s=selection: [KeepTopHeads(k, score=s)]))
@@ -224,6 +230,12 @@ def head_extra(state: HeadState | None, cfg) -> dict:
     out = {"retrieval_threshold": cfg.retrieval_threshold}
     if cfg.head_curve and "static" in cfg.head_selections:
         out["static_ranking"] = {str(layer): heads for layer, heads in sorted(state.ranking().items())}
+    if cfg.head_curve and SELECTION in cfg.head_selections:
+        layers = attention_layers(state.hm)
+        ks = cfg.head_ks or range(max(c.n_heads for c in layers) + 1)
+        out["random_head_subsets"] = {
+            str(k): [{str(layer): list(heads) for layer, heads in trial.items()}
+                     for trial in head_subsets(layers, k, cfg.random_head_subsets_max, cfg.seed)] for k in ks}
     if cfg.retrieval_heads:
         out["retrieval_heads"] = [[layer, head] for layer, head in state.top_heads()]
         out["random_head_sets"] = [[list(lh) for lh in s] for s in state.random_sets()]

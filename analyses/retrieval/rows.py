@@ -29,7 +29,8 @@ def _groups(prompts: list[NeedlePrompt], key) -> dict:
 
 
 def condition_rows(cond: Condition, prompts: list[NeedlePrompt], scores: dict, base: dict | None, scorer: str,
-                   seed: int) -> list[Row]:
+                   seed: int, cells: bool = True) -> list[Row]:
+    """The rows of one condition; without `cells`, the whole grid's only (no row per length or cell)."""
     rows = []
     method, coords = cond.method, dict(cond.coords)
     for name in SCORERS:
@@ -44,6 +45,8 @@ def condition_rows(cond: Condition, prompts: list[NeedlePrompt], scores: dict, b
                 kept, lo, hi = paired_ratio_ci(values, np.asarray(base[name]), seed)
                 rows.append(Row(cond.name, method, f"retention:{name}", kept, lo, hi, n=len(values), seed=seed,
                                 coords=coords))
+    if not cells:
+        return rows
     values = np.asarray(scores[scorer])
     for length, idx in sorted(_groups(prompts, lambda p: p.context_length).items()):
         acc, lo, hi = bootstrap_mean_ci(values[idx], seed)
@@ -58,13 +61,15 @@ def condition_rows(cond: Condition, prompts: list[NeedlePrompt], scores: dict, b
 
 def k95_rows(rows: list[Row], scorer: str, chance: float | None, seed: int, notes: list[str]) -> list[Row]:
     """Per (selection, phase) of the head curve: the smallest k whose retention interval reaches RETAINED
-    (`heads:<selection>:<phase>:k95`, metric `k95:<scorer>`; null when no k does). Where the baseline's interval
-    reaches down to chance there is nothing to retain: no k is drawn and a note says so."""
+    (`heads:<selection>:<phase>:k95`, metric `k95:<scorer>`; null when no k does). The random selection is read
+    from its trials pooled per k (rows without a `trial` or `statistic`). Where the baseline's interval reaches
+    down to chance there is nothing to retain: no k is drawn and a note says so."""
     base = next((r for r in rows if r.condition == "baseline" and r.metric == f"acc:{scorer}"
                  and "context_length" not in r.coords), None)
     curves: dict[tuple, list[Row]] = {}
     for r in rows:
-        if r.method == "keep_heads" and r.metric == f"retention:{scorer}":
+        if (r.method == "keep_heads" and r.metric == f"retention:{scorer}" and "trial" not in r.coords
+                and "statistic" not in r.coords):
             curves.setdefault((r.coords["selection"], r.coords["phase"]), []).append(r)
     out = []
     for (selection, phase), curve in sorted(curves.items()):

@@ -60,6 +60,11 @@ class Request:
     top: KeepTopHeads | None = None
     """A head choice per query: which heads' outputs to keep is decided from the pattern (`kernel.keep_top`)."""
 
+    @property
+    def every_query(self) -> bool:
+        """True when this request must see the pattern of every query (an edit or choice on all of them)."""
+        return self.capture is None and self.queries is None and not (self.top is not None and self.top.k == 0)
+
     def needs(self, seq: int) -> torch.Tensor:
         """`bool[seq]`: the queries whose pattern this request must see computed."""
         if self.top is not None and self.top.k == 0:  # zeroing every head reads no pattern

@@ -17,6 +17,7 @@ decoder layers (zamba2's shared attention block is one module called from severa
 from __future__ import annotations
 
 import sys
+import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -112,6 +113,32 @@ def _register() -> None:
         AttentionMaskInterface.register(NAME, mask_forward)
 
 
+@dataclass(frozen=True)
+class _Targets:
+    """What `installed` touches on one model: its attention configs, and each attention layer's decoder layer."""
+
+    configs: dict
+    """id(config) -> config of the attention modules."""
+    layer_modules: dict
+    """Attention layer index -> its decoder layer module."""
+
+
+_TARGETS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+"""HybridModel -> its _Targets, found once: generate installs the function at every decode step, where resolving
+the module paths again cost ~3% of a llama decode step (benchmarks/bench_generation.py --only keep-top-heads)."""
+
+
+def _targets(hm) -> _Targets:
+    found = _TARGETS.get(hm)
+    if found is None:
+        layers = attention_layers(hm)
+        modules = [hm.module(c.path) for c in layers.values()]
+        found = _Targets({id(m.config): m.config for m in modules},
+                         {layer: hm.module(c.layer_path) for layer, c in layers.items()})
+        _TARGETS[hm] = found
+    return found
+
+
 @contextmanager
 def installed(hm, plan: AttentionPlan | None):
     """Run the model's attention through `NAME` for the duration, applying `plan`; nothing when it is empty."""
@@ -119,8 +146,8 @@ def installed(hm, plan: AttentionPlan | None):
         yield
         return
     _register()
-    layers = attention_layers(hm)
-    configs = {id(hm.module(c.path).config): hm.module(c.path).config for c in layers.values()}
+    targets = _targets(hm)
+    configs = targets.configs
     inner = {key: config._attn_implementation for key, config in configs.items()}
     for name in inner.values():
         if name not in SUPPORTED_INNER:
@@ -137,7 +164,7 @@ def installed(hm, plan: AttentionPlan | None):
             _ACTIVE[key] = scope
             config._attn_implementation_internal = NAME  # this config only: not its sub-configs (a vision tower)
         for layer in plan.requests:
-            module = hm.module(layers[layer].layer_path)
+            module = targets.layer_modules[layer]
             handles.append(module.register_forward_pre_hook(lambda m, a, layer=layer: setattr(scope, "layer", layer)))
             handles.append(module.register_forward_hook(lambda m, a, o: setattr(scope, "layer", None)))
         yield

@@ -60,21 +60,27 @@ COORDS: dict[str, tuple[tuple[type, ...], str]] = {
     "kind": ((str,), "component kind (COMPONENT_KINDS)"),
     "component": ((str,), "a component's module path"),
     "head": ((int,), "head index inside a mixer"),
+    "head_role": ((str,), "a head's role: gather or aggregate (Gather-and-Aggregate heads), both = either's"),
     "position": ((int, str), "token position (an index, or a named one such as 'last')"),
     "phase": ((str,), "when an intervention acted: prefill, decode, generation (the answer's tokens) or all"),
     "context_length": ((int,), "tokens of context"),
     "depth": ((int, float), "where in the context (0 = start, 1 = end)"),
     "k": ((int,), "how many (items retrieved, components kept)"),
     "heads_fraction": ((int, float), "the fraction of a layer's heads kept (k / heads)"),
-    "selection": ((str,), "how heads were chosen: entropy (per token), l2 (per token) or static (ranked once)"),
+    "selection": ((str,), "how heads were chosen: entropy (per token), l2 (per token), static (ranked once) or "
+                          "random (the control)"),
     "logit": ((int, float), "a pre-softmax attention logit set by hand"),
     "prompt": ((str,), "how the prompt was built, where it differs from the plain one (jrt: just-read-twice)"),
     "scale": ((int, float), "a multiplier (needle focus: the needle's logits = largest logit x scale)"),
     "trial": ((int,), "index of a random draw"),
+    "statistic": ((str,), "a summary over the trials of a random draw: median, min or max"),
     "n_removed": ((int,), "whole layers removed"),
     "benchmark": ((str,), "benchmark name"),
     "diagnostic": ((str,), "representation diagnostic name"),
     "other_model": ((str,), "the other model compared with, by its full name"),
+    "probe": ((str,), "what a recurrent state was read with: query (the token's own), key or value (the key the "
+                      "layer computed at the needle's key / first value token)"),
+    "answered": ((str,), "whether the model's own answer was right or wrong on the prompts counted"),
 }
 COORD_ORDER = tuple(COORDS)
 """Coordinate names in CSV column order; names an analysis adds beyond these follow, sorted."""

@@ -126,10 +126,13 @@ def _within_chance(baseline: dict | None) -> bool:
 
 def k95_findings(k95: list[dict], curve: list[dict], baselines: list[dict]) -> list[str]:
     """Per (model, selection, phase): the smallest k whose retained retrieval reaches 0.95 with the retention
-    there (and the other retentions at that k), or why there is none."""
+    there (and the other retentions at that k), or why there is none; the random control's from its trials
+    pooled per k."""
     out = []
     for record in k95:
-        where = f"{_model(record)}, heads kept by {label(record['selection'])} in {label(record['phase'])}"
+        chosen = ("at random (trials pooled per k)" if record["selection"] == rr.RANDOM
+                  else f"by {label(record['selection'])}")
+        where = f"{_model(record)}, heads kept {chosen} in {label(record['phase'])}"
         mine = [r for r in curve if r["panel"] == record["panel"] and r["value"] is not None]
         own = [r for r in mine if r["metric"] == f"retention:{record['scorer']}"]
         if record["value"] is not None:
@@ -196,7 +199,7 @@ def _readings(results: list[dict]) -> dict[str, str | None]:
 def retrieval_panels(results: list[dict], palette: Palette) -> list[tuple]:
     """(title, findings, chart, records) of every block, in page order; a block without rows draws nothing."""
     grid, phases = rr.grid_records(results), rr.phase_records(results)
-    curve = rr.curve_records(results)
+    curve, bands = rr.curve_records(results), rr.band_records(results)
     k95 = rr.k95_records(results, curve)
     heads, ablated = rr.head_records(results), rr.ablation_records(results)
     baselines = rr.baseline_records(results)
@@ -204,7 +207,7 @@ def retrieval_panels(results: list[dict], palette: Palette) -> list[tuple]:
         (GRID_TITLE, baseline_findings(baselines, rr.length_records(results)), rc.grid_heatmaps(grid), grid),
         (PHASE_TITLE, phase_findings(phases, _readings(results)), rc.phase_table(phases), phases),
         ("Head sparsification: accuracy and retention against heads kept", k95_findings(k95, curve, baselines),
-         rc.k_curves(curve, k95), curve),
+         rc.k_curves(curve, k95, bands), curve + bands),
         ("Retrieval heads", head_findings(heads), rc.head_map(heads), heads),
         ("Zeroing the retrieval heads", ablation_findings(ablated), rc.head_ablation(ablated, palette), ablated),
     ]
@@ -251,9 +254,9 @@ class RetrievalView(View):
     heads."""
 
     summary = ("A needle (a fact: on the zoo a key and its value) is hidden at several depths of contexts of "
-               "several lengths, and the model must generate its answer: intact, with each kind of mixer zeroed in prefill, in "
-               "generation or in both, with only k attention heads kept, with the needle hidden from attention, "
-               "and with its retrieval heads zeroed.")
+               "several lengths, and the model must generate its answer: intact, with each kind of mixer zeroed "
+               "in prefill, in generation or in both, with only k attention heads kept, with the needle hidden "
+               "from attention, and with its retrieval heads zeroed.")
 
     def model_blocks(self, result, entry, palette):
         return _blocks([result], palette)

@@ -19,6 +19,8 @@ retrieval's interval reaches it."""
 _RULE = {"strokeDash": [4, 4], "color": NEUTRAL, "aria": False}
 _CELL = 22
 """px per cell of a grid or head map."""
+_BAND_NOTE = "shaded: k heads kept at random, min-max over the trials at each k; dotted: their median"
+"""The k-curve panel's subtitle where the random control's band is drawn."""
 _UNIT = alt.Scale(domain=[0, 1], scheme="viridis")
 """One colour scale for every accuracy and retrieval score (0..1), on every panel and page."""
 
@@ -58,11 +60,30 @@ def grid_heatmaps(records: list[dict]):
         "block of panels per model.", records))
 
 
-def k_curves(curve: list[dict], k95: list[dict]):
+def _panels(lines: list[dict], bands: list[dict]) -> list[tuple[str, list[dict], list[dict]]]:
+    """(title, lines, band) per panel: one per (model, selection, phase) of the per-token and static selections,
+    each with the random control's band of its model and phase; a (model, phase) with the random control only
+    gets a panel of its band alone."""
+    out = []
+    hosts = set()
+    for panel in dict.fromkeys(r["panel"] for r in lines):
+        mine = [r for r in lines if r["panel"] == panel]
+        host = (mine[0]["model"], mine[0]["phase"])
+        hosts.add(host)
+        out.append((panel, mine, [b for b in bands if (b["model"], b["phase"]) == host]))
+    for panel in dict.fromkeys(b["panel"] for b in bands if (b["model"], b["phase"]) not in hosts):
+        out.append((panel, [], [b for b in bands if b["panel"] == panel]))
+    return out
+
+
+def k_curves(curve: list[dict], k95: list[dict], bands: list[dict] = ()):
     """Head sparsification: accuracy and retention against k (query heads kept per attention layer) and, beside
     it, against the fraction of heads kept; one pair per (model, selection, phase), whiskers for the CIs, a
-    dashed line at RETENTION_LINE and a solid one at the analysis' k95 where it found one."""
-    if not drawable(curve):
+    dashed line at RETENTION_LINE and a solid one at the analysis' k95 where it found one. The random control
+    (`bands`) is a shaded band from the minimum to the maximum over its trials at each k, with their median
+    dotted, on the panels of its model and phase."""
+    lines = [r for r in curve if not r.get("pooled")]
+    if not drawable(lines) and not drawable(list(bands)):
         return None
     colour = alt.Color("series:N", title="measure", sort=None, scale=alt.Scale(range=list(FAMILY_COLOURS)),
                        legend=alt.Legend(labelLimit=240))
@@ -70,33 +91,48 @@ def k_curves(curve: list[dict], k95: list[dict]):
                          alt.Tooltip("heads_fraction_exact:N", title="fraction of heads kept")]
     marks = [r for r in k95 if r["value"] is not None]
     rows = []
-    for panel in dict.fromkeys(r["panel"] for r in curve):
-        mine = [r for r in curve if r["panel"] == panel]
+    for panel, mine, band in _panels(lines, list(bands)):
         mark = [r for r in marks if r["panel"] == panel]
         # Every k its own tick: vega's tickMinStep still put half-integer ticks on a 0-2 axis.
-        whole = alt.Axis(format="d", values=list(dict.fromkeys(r["k"] for r in mine)))
-        pair = [_k_panel(mine, mark, field, title, axis, colour, tooltip)
+        whole = alt.Axis(format="d", values=list(dict.fromkeys(r["k"] for r in mine + band)))
+        pair = [_k_panel(mine, band, mark, field, title, axis, colour, tooltip)
                 for field, title, axis in (("k", "query heads kept per layer (k)", whole),
                                            ("heads_fraction", "fraction of heads kept", alt.Axis(format=".0%")))]
-        rows.append(alt.hconcat(*pair, title=panel))
+        title = alt.TitleParams(panel, subtitle=[_BAND_NOTE] if band else [])
+        rows.append(alt.hconcat(*pair, title=title))
     return alt.vconcat(*rows).properties(description=describe(
         "Line charts: needle accuracy and retention (accuracy, or multiple-choice and language-modelling "
         "scores, as a share of the unablated model's) against the number of query heads kept per attention "
         f"layer (left) and the fraction of heads kept (right), with 95% confidence intervals as whiskers, a "
         f"dashed line at retention {RETENTION_LINE} and a solid line at k95 (the smallest k whose retention "
-        "interval reaches it) where there is one; one pair of panels per model, head selection and phase.", curve))
+        "interval reaches it) where there is one; one pair of panels per model, head selection and phase. "
+        "Where the random control ran, a shaded band spans the minimum to the maximum over its trials of random "
+        "heads at each k, with their median as a dotted line.", list(curve) + list(bands)))
 
 
-def _k_panel(curve, k95, field, title, axis, colour, tooltip):
+def _k_panel(curve, band, k95, field, title, axis, colour, tooltip):
     x = alt.X(f"{field}:Q", title=title, axis=axis, scale=alt.Scale(zero=True))
     y = alt.Y("value:Q", title="accuracy or retention", scale=alt.Scale(zero=True))
-    base = alt.Chart().encode(x=x, y=y, color=colour, detail="series:N")
-    layers = [base.mark_line(point=True).encode(tooltip=tooltip),
-              alt.Chart().mark_rule(**_RULE).encode(y=alt.datum(RETENTION_LINE))]
-    if any(r["ci_low"] is not None for r in curve):
-        layers.append(base.transform_filter("isValid(datum.ci_low) && isValid(datum.ci_high)").mark_errorbar(
-            ticks=True).encode(y=alt.Y("ci_low:Q", title="accuracy or retention"), y2="ci_high:Q", tooltip=tooltip))
-    chart = alt.layer(*layers, data=alt.Data(values=curve))
+    rule = alt.Chart().mark_rule(**_RULE).encode(y=alt.datum(RETENTION_LINE))
+    layers = []
+    if band:
+        band_tip = tooltip + [alt.Tooltip("band_low_exact:N", title="min over trials"),
+                              alt.Tooltip("band_high_exact:N", title="max over trials")]
+        shaded = alt.Chart().encode(x=x, color=colour, detail="series:N")
+        drawn = [shaded.mark_area(opacity=0.18).encode(y=alt.Y("band_low:Q", title="accuracy or retention"),
+                                                       y2="band_high:Q", tooltip=band_tip),
+                 shaded.mark_line(strokeDash=[2, 3], point=alt.OverlayMarkDef(shape="diamond", size=25)).encode(
+                     y=y, tooltip=band_tip)]
+        layers.append(alt.layer(*drawn, *([] if curve else [rule]), data=alt.Data(values=band)))
+    if curve:
+        base = alt.Chart().encode(x=x, y=y, color=colour, detail="series:N")
+        lines = [base.mark_line(point=True).encode(tooltip=tooltip), rule]
+        if any(r["ci_low"] is not None for r in curve):
+            lines.append(base.transform_filter("isValid(datum.ci_low) && isValid(datum.ci_high)").mark_errorbar(
+                ticks=True).encode(y=alt.Y("ci_low:Q", title="accuracy or retention"), y2="ci_high:Q",
+                                   tooltip=tooltip))
+        layers.append(alt.layer(*lines, data=alt.Data(values=curve)))
+    chart = alt.layer(*layers)
     if k95 and all(r[field] is not None for r in k95):
         k_tip = TOOLTIP + [alt.Tooltip("heads_fraction:N", title="fraction of heads kept")]
         rule = alt.Chart(alt.Data(values=k95)).mark_rule(color="#1a1a1a", strokeWidth=2).encode(

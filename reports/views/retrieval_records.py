@@ -15,9 +15,9 @@ from __future__ import annotations
 from reports import tables
 from reports.numbers import shown
 
-__all__ = ["NAME", "PHASE_ORDER", "NO_PHASE", "THRESHOLD", "JRT", "scorer_of", "chance_of", "reading_of",
-           "threshold_of", "paired", "grid_records", "curve_records", "k95_records", "phase_records",
-           "baseline_records", "length_records", "head_records", "ablation_records", "depth_text"]
+__all__ = ["NAME", "PHASE_ORDER", "NO_PHASE", "THRESHOLD", "JRT", "RANDOM", "scorer_of", "chance_of", "reading_of",
+           "threshold_of", "paired", "grid_records", "curve_records", "band_records", "k95_records",
+           "phase_records", "baseline_records", "length_records", "head_records", "ablation_records", "depth_text"]
 
 NAME = "retrieval"
 PHASE_ORDER = ("prefill", "generation", "decode", "all")
@@ -31,6 +31,9 @@ THRESHOLD = 0.1
 JRT = ("prompt", "jrt")
 """The coordinate (name, value) of a row measured on just-read-twice prompts."""
 _GRID = ("context_length", "depth")
+RANDOM = "random"
+"""The `selection` of the head curve's random control: its trials carry `trial`, its summaries over the trials
+`statistic` (median, min, max), and its trials pooled per k neither."""
 
 
 def _extra(result: dict) -> dict:
@@ -126,24 +129,56 @@ def _drawn_on_curve(row: dict, result: dict, scored: set) -> bool:
     return head == "retention" and (result["model"].get("name"), row["condition"], name) not in scored
 
 
+def _curve_rows(results: list[dict]):
+    """(result, row, record) of every whole-grid head-curve row the k-curve draws (see `_drawn_on_curve`)."""
+    scored = {(result["model"].get("name"), row["condition"], row["metric"][4:]) for result, row, _ in paired(results)
+              if row["metric"].startswith("acc:")}
+    for result, row, record in paired(results):
+        coords = row["coords"]
+        if (row["method"] == "keep_heads" and "k" in coords and "heads_fraction" in coords
+                and _drawn_on_curve(row, result, scored)):
+            yield result, row, record
+
+
+def _placed(record: dict, row: dict, result: dict) -> dict:
+    coords = row["coords"]
+    return dict(record, selection=str(coords.get("selection")), phase=str(coords.get("phase")), k=coords["k"],
+                heads_fraction=coords["heads_fraction"], heads_fraction_exact=tables.exact(coords["heads_fraction"]),
+                series=_series(row["metric"]),
+                panel=f"{record['model']}: {coords.get('selection')} heads, {coords.get('phase')}",
+                scorer=scorer_of(result))
+
+
 def curve_records(results: list[dict]) -> list[dict]:
     """Head sparsification: per k, the chosen scorer's accuracy and retention and the other tasks' retentions
     over the whole grid, each with its `selection`, `phase`, `k` and `heads_fraction`; `panel` names the
-    (model, selection, phase)."""
-    scored = {(result["model"].get("name"), row["condition"], row["metric"][4:]) for result, row, _ in paired(results)
-              if row["metric"].startswith("acc:")}
+    (model, selection, phase). The random control contributes its trials pooled per k (`pooled` True: what its
+    k95 and findings read; the chart draws its band instead), not its single trials."""
     out = []
-    for result, row, record in paired(results):
-        coords = row["coords"]
-        if row["method"] != "keep_heads" or "k" not in coords or "heads_fraction" not in coords:
+    for result, row, record in _curve_rows(results):
+        if "trial" in row["coords"] or "statistic" in row["coords"]:
             continue
-        if not _drawn_on_curve(row, result, scored):
+        out.append(dict(_placed(record, row, result), pooled=row["coords"].get("selection") == RANDOM))
+    return out
+
+
+def band_records(results: list[dict]) -> list[dict]:
+    """The random control's band on the k-curve: per (model, phase, k, measure), the median over its trials
+    (the record's own numbers) with the minimum and maximum beside it (`band_low`, `band_high` and their exact
+    text), from the rows the analysis wrote for each statistic."""
+    stats: dict[tuple, dict] = {}
+    for result, row, record in _curve_rows(results):
+        statistic = row["coords"].get("statistic")
+        if row["coords"].get("selection") == RANDOM and statistic in ("median", "min", "max"):
+            key = (record["model"], row["condition"], row["metric"])
+            stats.setdefault(key, {})[statistic] = (_placed(record, row, result), record)
+    out = []
+    for found in stats.values():
+        if set(found) != {"median", "min", "max"}:
             continue
-        out.append(dict(record, selection=str(coords.get("selection")), phase=str(coords.get("phase")),
-                        k=coords["k"], heads_fraction=coords["heads_fraction"],
-                        heads_fraction_exact=tables.exact(coords["heads_fraction"]), series=_series(row["metric"]),
-                        panel=f"{record['model']}: {coords.get('selection')} heads, {coords.get('phase')}",
-                        scorer=scorer_of(result)))
+        low, high = found["min"][1], found["max"][1]
+        out.append(dict(found["median"][0], band_low=low["value"], band_high=high["value"],
+                        band_low_exact=low["value_exact"], band_high_exact=high["value_exact"]))
     return out
 
 

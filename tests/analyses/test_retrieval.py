@@ -325,3 +325,81 @@ def test_set_logits_condition_equals_edit_by_hand(hm_gdn):
         assert got.generated(0).tolist() == by_hand.generated(0).tolist()
     with pytest.raises(MechHybridError, match="no attention head 7 at layer 3"):
         plan(hm_gdn, RetrievalConfig(set_logits=((3, 7, 1.0),)))
+
+
+def _layer(layer: int, n_heads: int):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(layer=layer, n_heads=n_heads)
+
+
+def test_random_head_subsets_enumerate_every_subset_once():
+    """Few subsets: every k-subset of every layer is kept in exactly one trial, the same for a seed; many: as
+    many seeded draws as the cap, k heads each."""
+    from itertools import combinations
+    from math import comb
+
+    from analyses.retrieval.subsets import head_subsets
+
+    layers = [_layer(1, 4), _layer(3, 4), _layer(5, 2)]
+    for k in range(5):
+        trials = head_subsets(layers, k, cap=6, seed=0)
+        assert len(trials) == comb(4, k)
+        for layer in (1, 3):
+            assert sorted(t[layer] for t in trials) == list(combinations(range(4), k))  # each exactly once
+        # A 2-head layer: its own subsets in turn (both heads once k >= 2).
+        assert {t[5] for t in trials} == set(combinations(range(2), min(k, 2)))
+        assert head_subsets(layers, k, cap=6, seed=0) == trials
+    pairs = [head_subsets(layers, 2, cap=6, seed=s) for s in range(4)]
+    assert len({tuple(t[3] for t in p) for p in pairs}) > 1  # the layers' pairing is drawn, per seed
+    assert [t[1] for t in pairs[0]] == list(combinations(range(4), 2))  # the first layer in order
+    drawn = head_subsets([_layer(0, 8)], 3, cap=6, seed=0)
+    assert len(drawn) == 6 and all(len(t[0]) == 3 == len(set(t[0])) for t in drawn)
+    assert drawn == head_subsets([_layer(0, 8)], 3, cap=6, seed=0) != head_subsets([_layer(0, 8)], 3, cap=6, seed=1)
+
+
+def test_random_curve_has_every_subset_and_its_ends_are_the_baseline_and_zero(hm_gdn):
+    """hybrid-gdn (one 4-head attention layer): C(4, k) trials at each k, every subset once; k = 4 is the
+    baseline and k = 0 zeroing attention; the pooled rows average the trials, the statistic
+    rows summarise them, and k95 is read from the pooled retention."""
+    from itertools import combinations
+    from math import comb
+
+    cfg = RetrievalConfig(lengths=(64,), depths=(0.5,), per_cell=3, phases=("all",), kinds=("attention",),
+                          exposure_scales=(), retrieval_heads=False, head_selections=("random",), retention_items=4)
+    result = run(hm_gdn, cfg)
+    whole = [r for r in result.rows if "context_length" not in r.coords]
+    trials = [r for r in whole if r.coords.get("selection") == "random" and "trial" in r.coords
+              and r.metric == "acc:exact"]
+    for k in range(5):
+        mine = sorted((r for r in trials if r.coords["k"] == k), key=lambda r: r.coords["trial"])
+        assert [r.coords["trial"] for r in mine] == list(range(comb(4, k)))
+        kept = [tuple(t["3"]) for t in result.extra["random_head_subsets"][str(k)]]
+        assert sorted(kept) == list(combinations(range(4), k))
+        pooled = next(r for r in whole if r.condition == f"heads:random:all:k{k}" and r.metric == "acc:exact"
+                      and "statistic" not in r.coords)
+        assert pooled.value == pytest.approx(np.mean([r.value for r in mine]))
+        stats = {r.coords["statistic"]: r.value for r in whole if r.condition == f"heads:random:all:k{k}"
+                 and r.metric == "acc:exact" and "statistic" in r.coords}
+        values = [r.value for r in mine]
+        assert stats == {"median": pytest.approx(np.median(values)), "min": min(values), "max": max(values)}
+    assert not [r for r in result.rows if "trial" in r.coords and "context_length" in r.coords]  # no trial grids
+    by = {(r.condition, r.metric): r.value for r in whole if "statistic" not in r.coords}
+    assert by[("heads:random:all:k4:t0", "acc:exact")] == by[("baseline", "acc:exact")]
+    assert by[("heads:random:all:k0:t0", "acc:exact")] == by[("zero:attention:all", "acc:exact")]
+    assert by[("heads:random:all:k4:t0", "retention:lm")] == 1.0
+    k95 = next(r for r in whole if r.condition == "heads:random:all:k95")
+    pooled = sorted((r for r in whole if r.metric == "retention:exact" and r.coords.get("selection") == "random"
+                     and "trial" not in r.coords and "statistic" not in r.coords), key=lambda r: r.coords["k"])
+    assert len(pooled) == 5
+    assert k95.value == next((r.coords["k"] for r in pooled if r.ci_high >= 0.95), None)
+
+
+def test_random_trials_are_deterministic_and_capped(hm_gdn):
+    cfg = RetrievalConfig(head_selections=("random",), random_head_subsets_max=3, retrieval_heads=False)
+    names = [c.name for c in plan(hm_gdn, cfg) if c.coords.get("selection") == "random"]
+    # C(4, k) = 1, 4, 6, 4, 1 -> 1, 3, 3, 3, 1 trials: seeded draws where the subsets exceed the cap.
+    assert len(names) == 1 + 3 + 3 + 3 + 1
+    assert names == [c.name for c in plan(hm_gdn, cfg) if c.coords.get("selection") == "random"]
+    with pytest.raises(MechHybridError, match="random_head_subsets_max"):
+        RetrievalConfig(random_head_subsets_max=0)

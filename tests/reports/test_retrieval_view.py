@@ -78,6 +78,34 @@ def _curve(base: float, heads: int, selection: str, k95) -> list[dict]:
     return rows
 
 
+def _random_curve(base: float, heads: int) -> list[dict]:
+    """The random control in phase `all`: per k, every k-subset of 4 heads as a trial (accuracy and retention
+    rows), the trials pooled (retention k / heads, so k95 = heads), and the median / min / max over the trials
+    of each measure the curve draws; then its k95 row."""
+    from math import comb
+
+    rows = []
+    for k in range(heads + 1):
+        coords = {"k": k, "phase": "all", "heads_fraction": k / heads, "selection": "random"}
+        name = f"heads:random:all:k{k}"
+        spread = [min(1.0, k / heads + (t - 1) / 16) if 0 < k < heads else k / heads for t in range(comb(heads, k))]
+        for trial, retention in enumerate(spread):
+            trial_coords = dict(coords, trial=trial)
+            rows += _condition(f"{name}:t{trial}", "keep_heads", trial_coords, base * retention, base)[:6]
+            rows.append(_row(f"{name}:t{trial}", "keep_heads", "retention:exact", retention, trial_coords))
+        rows.append(_row(name, "keep_heads", "acc:exact", base * k / heads, coords))
+        rows.append(_row(name, "keep_heads", "retention:exact", k / heads, coords))
+        ordered = sorted(spread)
+        for metric, scale in (("acc:exact", base), ("retention:exact", 1.0), ("retention:facts", 0.5)):
+            for statistic, value in (("median", ordered[len(ordered) // 2]), ("min", ordered[0]),
+                                     ("max", ordered[-1])):
+                rows.append(_row(name, "keep_heads", metric, value * scale, dict(coords, statistic=statistic),
+                                 ci=None, n=len(spread)))
+    rows.append(_row("heads:random:all:k95", "keep_heads", "k95:exact", float(heads),
+                     {"phase": "all", "selection": "random"}, ci=None))
+    return rows
+
+
 def hybrid_rows() -> list[dict]:
     base = 1.0
     rows = _condition("baseline", "none", {}, base)
@@ -87,7 +115,7 @@ def hybrid_rows() -> list[dict]:
     rows += _condition("jrt:baseline", "none", {"prompt": "jrt"}, 0.875)
     rows += _condition("jrt:zero:attention:all", "zero", {"kind": "attention", "phase": "all", "prompt": "jrt"},
                        0.25, 0.875)
-    rows += _curve(base, 4, "entropy", 3.0) + _curve(base, 4, "static", None)
+    rows += _curve(base, 4, "entropy", 3.0) + _curve(base, 4, "static", None) + _random_curve(base, 4)
     for phase, acc in (("prefill", 0.75), ("decode", 0.25), ("all", 0.0)):
         rows += _condition(f"mask_needle:{phase}", "mask", {"phase": phase}, acc, base)
     rows += _condition("focus:2.0", "focus", {"scale": 2.0}, 1.0, base)
@@ -206,9 +234,10 @@ def test_k_curve_draws_accuracy_and_retention_and_marks_k95(rendered):
     page = _page(rendered, HYBRID_PAGE)
     spec = _spec(page, "Line charts: needle accuracy and retention")
     values = _values(spec)
-    curve = [r for r in values if "series" in r]
+    curve = [r for r in values if "series" in r and "band_low" not in r]
     rows = [r for r in _csv(rendered) if r["model"] == HYBRID and r["method"] == "keep_heads" and r["k"]
-            and not r["context_length"] and r["metric"] in ("acc:exact", "retention:exact", "retention:facts")]
+            and not r["context_length"] and r["metric"] in ("acc:exact", "retention:exact", "retention:facts")
+            and r["selection"] != "random"]
     assert len(rows) == 2 * 5 * 3
     # Each record twice: once on the k panel, once on the fraction panel.
     assert sorted((r["condition"], r["metric"], r["value_exact"]) for r in curve) == sorted(
@@ -216,13 +245,57 @@ def test_k_curve_draws_accuracy_and_retention_and_marks_k95(rendered):
     assert {r["series"] for r in curve} == {"accuracy (exact)", "retention (exact)", "retention (facts)"}
     k95 = [r for r in values if r["metric"] == "k95:exact"]
     assert {(r["selection"], r["k"], r["heads_fraction"]) for r in k95} == {("entropy", 3.0, 0.75)}
-    assert [part["title"] for part in spec["vconcat"]] == [f"{HYBRID}: entropy heads, all",
-                                                            f"{HYBRID}: static heads, all"]
+    assert [part["title"]["text"] for part in spec["vconcat"]] == [f"{HYBRID}: entropy heads, all",
+                                                                    f"{HYBRID}: static heads, all"]
     found = " ".join(_findings(page))
     assert ('retained retrieval reaches 0.95 at k = <data value="3.0">3</data> (<data value="0.75">0.750</data> of '
             'the heads), where retention is <data value="0.9375">0.938</data>') in found
     assert "retention (facts) <data value=\"0.875\">0.875</data>" in found
     assert "no k keeps retained retrieval at 0.95; the most retained is <data value=\"1.0\">" in found
+
+
+def test_k_curve_draws_the_random_control_as_a_band(rendered):
+    """The random control: per k and measure, its median over the trials as a dotted line and a band from
+    their minimum to their maximum (the statistic rows of results.csv), on each panel of its model and phase;
+    its single trials and its pooled rows are not drawn; its k95 is read from the pooled rows."""
+    page = _page(rendered, HYBRID_PAGE)
+    spec = _spec(page, "Line charts: needle accuracy and retention")
+    bands = [r for r in _values(spec) if "band_low" in r]
+    stats = {}
+    for r in _csv(rendered):
+        if r["model"] == HYBRID and r["selection"] == "random" and r["statistic"]:
+            stats.setdefault((r["condition"], r["metric"]), {})[r["statistic"]] = r["value"]
+    assert len(stats) == 5 * 3
+    drawn = sorted((r["condition"], r["metric"], r["value_exact"], r["band_low_exact"], r["band_high_exact"])
+                   for r in bands)
+    # Twice on each of the two panels of its model and phase (entropy, static): k and fraction of heads.
+    assert drawn == sorted((c, m, v["median"], v["min"], v["max"]) for (c, m), v in stats.items() for _ in range(4))
+    assert any(b["band_low"] < b["value"] < b["band_high"] for b in bands)  # a band where the trials differ
+    areas = [node for node in _nodes(spec) if _mark_type(node) == "area"]
+    assert len(areas) == 4 and all(a["encoding"]["y"]["field"] == "band_low"
+                                   and a["encoding"]["y2"]["field"] == "band_high" for a in areas)
+    assert any(_mark_type(n) == "line" and n["mark"].get("strokeDash") for n in _nodes(spec))
+    assert not [r for r in _values(spec) if re.search(r":t\d+$", str(r.get("condition")))]  # no single trial
+    assert not [r for r in _values(spec) if r.get("selection") == "random" and "band_low" not in r]  # nor pooled
+    found = " ".join(_findings(page))
+    assert ("heads kept at random (trials pooled per k) in <span class=\"label\">all</span>: retained retrieval "
+            "reaches 0.95 at k = <data value=\"4.0\">4</data>") in found
+
+
+def _nodes(node):
+    """Every dict of a spec (the charts and layers that may carry a mark)."""
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _nodes(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _nodes(value)
+
+
+def _mark_type(node: dict):
+    mark = node.get("mark")
+    return mark.get("type") if isinstance(mark, dict) else mark
 
 
 def test_no_k95_when_the_baseline_is_within_chance(rendered):
