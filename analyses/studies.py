@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from mechhybrid.errors import MechHybridError
 
-from . import ablation, representation, retrieval
+from . import ablation, circuits, gather_aggregate, memory_lens, patching, representation, retrieval
 from .spec import Analysis
 
 __all__ = ["Step", "STUDY", "PROFILES", "DEFAULT_PROFILE", "QUICK_BUDGET_S", "ZOO_CORES", "ZOO_MEASURED",
@@ -91,6 +91,29 @@ STUDY: tuple[Step, ...] = (
                   "generated tokens, substring credit; attention and every other mixer kind zeroed in prefill, "
                   "generation or both, heads kept per layer for k = 0..heads, the needle hidden or focused. Give "
                   "the haystack text file (Study B used Paul Graham's essays) in the config: haystack = \"...\""),
+    # Per model (CPU s, one thread, 2026-12-02, shared machine): residual + states, denoise, atp: jamba 34.3,
+    # mamba2 24.9, griffin 16.5, gdn 12.8, parallel 12.7, transformer 2.7.
+    Step(patching.SPEC, zoo_seconds=104.0, full=patching.FULL,
+         protocol="causal tracing (Meng et al.) on clean / corrupted pairs: every zoo task, every site set "
+                  "(residual stream, components, heads, recurrent states) at every position, denoise and noise, "
+                  "95% intervals over pairs; atp, atp* and ig attribution against the exact sweep. Real models: "
+                  "pairs_file = \"pairs.jsonl\""),
+    # Per model (CPU s): mamba2 10.3, parallel 2.7, gdn 2.3, jamba 1.2 (griffin and the Transformer: no lens).
+    Step(memory_lens.SPEC, zoo_seconds=16.5,
+         full={"lengths": (64, 128, 256, 512), "depths": tuple(round(i / 9, 4) for i in range(10)), "per_cell": 10},
+         protocol="the recurrent memory read at the question token with the needle's key, value and the "
+                  "question's own query, per layer and head, over a 4 x 10 length x depth grid, with the causal "
+                  "write of another value (the zoo's language only)"),
+    # Per model (CPU s): jamba 9.4, parallel 8.9, gdn 8.1, transformer 3.8, griffin 3.5 (mamba2: no attention).
+    Step(gather_aggregate.SPEC, zoo_seconds=33.7,
+         full={"prompts": 100, "items": 500, "needle_lengths": (64, 128, 256, 512), "random_sets": 10, "top_n": 3},
+         protocol="Gather-and-Aggregate heads (arXiv 2504.18574) scored on segmented prompts and confirmed by "
+                  "ablation against as many random heads, on the zoo's needle, recall and multiple choice"),
+    # Per model (CPU s): mamba2 4.8, jamba 3.5, parallel 2.6, gdn 2.5, griffin 1.7, transformer 1.1.
+    Step(circuits.SPEC, zoo_seconds=16.2,
+         full={"pairs": 64, "method": "eap-ig", "random_trials": 20},
+         protocol="edge attribution (EAP-IG) between embedding, components, heads, recurrent states and logits, "
+                  "verified by path patching along a curve of circuit sizes against random circuits"),
 )
 """What `mechhybrid study` runs, in this order (representation reuses component_ablation's scores)."""
 

@@ -107,6 +107,8 @@ def index_page(loaded: Loaded, palette: Palette, shared_runtime: bool = False,
     study's (OUT/study.json), shown under what was run."""
     models = ordered_models(loaded)
     links = ['<li><a href="compare.html">All models side by side</a></li>']
+    if any(m.role == "hybrid" for m in models):
+        links.append('<li><a href="failures.html">How the hybrids fail, next to their controls</a></li>')
     links += [f'<li><a href="{esc(model_href(m.slug))}">{esc(m.model.get("name"))}</a></li>' for m in models]
     if loaded.has_csv:
         links.append('<li><a href="results.csv">results.csv</a> (every number in this report)</li>')

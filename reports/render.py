@@ -11,6 +11,7 @@ from altair.utils.schemapi import debug_mode
 
 from mechhybrid.errors import MechHybridError
 from reports import html as shell
+from reports.failure_page import FAILURE_PAGE, failure_page
 from reports.index_page import index_page
 from reports.load import load_results
 from reports.pages import compare_page, model_page
@@ -39,9 +40,9 @@ def _write(path: Path, text: str) -> Path:
 
 
 def render(out_dir, screenshot: bool = False, self_contained: bool = False) -> list[Path]:
-    """Write OUT/index.html, OUT/models/<slug>.html and OUT/compare.html from OUT/results/*/*.json (and the
-    study's notes, OUT/study.json, where there are any), and the runtime they share, OUT/vega.js (not with
-    `self_contained`: then each page inlines it).
+    """Write OUT/index.html, OUT/models/<slug>.html, OUT/compare.html and (with a hybrid among the models)
+    OUT/failures.html from OUT/results/*/*.json (and the study's notes, OUT/study.json, where there are any),
+    and the runtime they share, OUT/vega.js (not with `self_contained`: then each page inlines it).
 
     Returns the pages written (and their PNGs with `screenshot`). Raises UnreadableResultsError, after
     rendering everything readable, when a results file is corrupt or truncated; MechHybridError when there
@@ -63,6 +64,8 @@ def render(out_dir, screenshot: bool = False, self_contained: bool = False) -> l
             path = out_dir / "models" / f"{entry.slug}.html"
             pages.append(_write(path, model_page(entry, palette, shared, notes)))
         pages.append(_write(out_dir / "compare.html", compare_page(loaded, palette, shared)))
+        if any(m.role == "hybrid" for m in loaded.models):
+            pages.append(_write(out_dir / FAILURE_PAGE, failure_page(loaded)))
     if screenshot:
         from reports.screenshot import screenshot_pages
 

@@ -16,8 +16,12 @@ import altair as alt
 from reports import tables
 from reports.palette import Palette
 from reports.views.base import Headline, Section, View
+from reports.views.circuits import CircuitsView
 from reports.views.component_ablation import ComponentAblationView
+from reports.views.gather_aggregate import GatherAggregateView
 from reports.views.generic import GenericView
+from reports.views.memory_lens import MemoryLensView
+from reports.views.patching import PatchingView
 from reports.views.representation import RepresentationView
 from reports.views.retrieval import RetrievalView
 
@@ -56,3 +60,7 @@ def chart_for_result(result, palette: Palette | None = None):
 register_view("component_ablation", ComponentAblationView())
 register_view("representation", RepresentationView())
 register_view("retrieval", RetrievalView())
+register_view("gather_aggregate", GatherAggregateView())
+register_view("memory_lens", MemoryLensView())
+register_view("patching", PatchingView())
+register_view("circuits", CircuitsView())

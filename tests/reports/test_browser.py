@@ -202,7 +202,9 @@ def test_axe_finds_nothing_critical_or_serious(browser, rendered_study, probe_di
     """axe-core's WCAG rules on every drawn page, the injection probes' pages included."""
     source = _axe_source()
     found = {}
-    for page in _pages(rendered_study) + _pages(probe_dir):
+    failures = rendered_study / "failures.html"  # the failure-mode page: tables and sentences, no charts
+    assert failures.exists()
+    for page in _pages(rendered_study) + _pages(probe_dir) + [failures]:
         violations = browser.axe(page, source)
         bad = [v for v in violations if v["impact"] in ("critical", "serious")]
         if bad:

@@ -32,11 +32,11 @@ def _snapshot(root: Path) -> dict[str, bytes]:
 
 def test_pages_written(rendered_study):
     names = sorted(p.relative_to(rendered_study).as_posix() for p in rendered_study.rglob("*.html"))
-    assert names == ["compare.html", "index.html", "models/zoo_gdn-hybrid.html", "models/zoo_tiny-mamba2.html",
-                     "models/zoo_tiny-qwen2.html"]
+    assert names == ["compare.html", "failures.html", "index.html", "models/zoo_gdn-hybrid.html",
+                     "models/zoo_tiny-mamba2.html", "models/zoo_tiny-qwen2.html"]
     index = (rendered_study / "index.html").read_text(encoding="utf-8")
     for needle in ("zoo:gdn-hybrid", "Transformer control", "pure-SSM control", "zoo-lang-1", "torch 2.13.0",
-                   'href="results.csv"', 'href="compare.html"', "results/zoo_gdn-hybrid/component_ablation.json"):
+                   'href="results.csv"', 'href="compare.html"', 'href="failures.html"', "results/zoo_gdn-hybrid/component_ablation.json"):
         assert needle in index
     assert (rendered_study / "vega.js").is_file()
 
@@ -195,7 +195,8 @@ def odd_results() -> list[dict]:
 def test_missing_numbers_and_odd_conditions_do_not_break_a_page(tmp_path):
     out = write_results(tmp_path, odd_results())
     pages = reports.render(out)
-    assert len(pages) == 3
+    assert len(pages) == 4  # index, the model, compare, failures (a hybrid alone: its controls are missing)
+    assert "There is no Transformer control" in (out / "failures.html").read_text(encoding="utf-8")
     text = (out / "models" / "zoo_gdn-hybrid.html").read_text(encoding="utf-8")
     assert "layer:x:attention" in text  # kept in the page's table of every row
 

@@ -48,6 +48,14 @@ def _pages(root: Path) -> list[Path]:
     return sorted(root.rglob("*.html"))
 
 
+CHARTLESS = ("failures.html",)
+"""Pages of sentences and tables only: they load no chart runtime at all."""
+
+
+def _chart_pages(root: Path) -> list[Path]:
+    return [p for p in _pages(root) if p.name not in CHARTLESS]
+
+
 def test_probe_pages_exist_for_the_probe_file_names(probe_dir):
     names = [p.name for p in _pages(probe_dir)]
     assert any("<script>" in name for name in names), names  # the model slug became a file name
@@ -122,7 +130,10 @@ def test_runtime_written_once_beside_the_pages(rendered_study):
     bundle = vega_bundle()
     assert 500_000 < len(bundle) < 3_000_000
     assert (rendered_study / RUNTIME_FILE).read_bytes() == bundle.encode("utf-8")
-    for page in _pages(rendered_study):
+    for name in CHARTLESS:
+        text = (rendered_study / name).read_text(encoding="utf-8")
+        assert bundle[:2000] not in text and 'src="' + RUNTIME_FILE not in text, name
+    for page in _chart_pages(rendered_study):
         text = page.read_text(encoding="utf-8")
         assert bundle[:2000] not in text, page.name
         src = ("../" if page.parent.name == "models" else "") + RUNTIME_FILE
@@ -138,7 +149,7 @@ def test_self_contained_pages_inline_it_once(rendered_study, tmp_path):
     shutil.copytree(rendered_study / "results", tmp_path / "results")
     reports.render(tmp_path, self_contained=True)
     bundle = vega_bundle()
-    for page in _pages(tmp_path):
+    for page in _chart_pages(tmp_path):
         parsed = _parse(page)
         assert [body for attrs, body in parsed.scripts if not attrs].count(bundle) == 1, page.name
         assert not [attrs for tag, attrs in parsed.tags if tag == "script" and "src" in attrs], page.name

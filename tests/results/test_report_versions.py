@@ -102,4 +102,4 @@ def test_the_rendered_report_is_the_same_from_either_version(versions, tmp_path,
     assert shown[0] == shown[1]
     charts = sum(len(specs) for specs, _ in shown[0].values())
     findings = sum(len(found) for _, found in shown[0].values())
-    assert len(shown[0]) == 5 and charts > 20 and findings > 10, (charts, findings)
+    assert len(shown[0]) == 6 and charts > 20 and findings > 10, (charts, findings)

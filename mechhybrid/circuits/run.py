@@ -1,0 +1,124 @@
+"""One forward with edge hooks: every sender's value recorded as it is written, every receiver's input replaced.
+
+`edge_forward(hm, wiring, ids, reads, on_senders, receiver_delta)` runs `ids` (right-padded, no cache) with plain
+torch hooks:
+
+- at each sender's point, its values in residual units are computed (all heads of a component at once) and
+  handed to `on_senders(indices, values)` (`values`: `[sender, batch, seq, d_model]`);
+- each receiver's residual (its norm's input, recorded as the norm runs) becomes `residual + delta`, with
+  `delta = receiver_delta(j, residual)` (None: unchanged), and the receiver alone reads
+  `in_scale * norm(residual + delta)` (the norm's `forward` recomputed for it, without hooks); the logits read
+  the final norm of `residual + delta`. The residual stream itself, and every other receiver, are untouched.
+
+Returns `[batch, read, vocab]` float32 logits at `reads`. Autograd records whatever the hooks do when grad is on.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import torch
+
+from mechhybrid.circuits.wiring import LOGITS, Wiring
+from mechhybrid.tracing.fast import _first, _input_of, _replace_input, _replace_output, inner
+
+__all__ = ["edge_forward", "head_values", "embedding_path"]
+
+
+def embedding_path(hm) -> str:
+    """Path of the input embedding module (integrated gradients interpolate its output)."""
+    from mechhybrid.tracing.sites import Embeddings, resolve
+
+    return resolve(hm, Embeddings()).point[0]
+
+
+def head_values(hm, component, x: torch.Tensor) -> torch.Tensor:
+    """`[head, batch, seq, d_model]`: each head's slice of `x` (the output projection's input) through its columns
+    of the projection, in residual units."""
+    weight = hm.out_proj_weight(component)  # [d_model, head * head_dim]
+    heads = component.n_heads
+    w = weight.reshape(weight.shape[0], heads, -1).to(x.dtype)
+    return torch.einsum("bphk,dhk->hbpd", x.reshape(*x.shape[:-1], heads, -1), w) * component.residual_scale
+
+
+def _groups(wiring: Wiring) -> dict:
+    """point -> indices of the senders whose values are computed there."""
+    out: dict = {}
+    for i, s in enumerate(wiring.senders):
+        out.setdefault(s.point, []).append(i)
+    return out
+
+
+def _values(hm, wiring: Wiring, indices: list[int], tensor: torch.Tensor) -> torch.Tensor:
+    sender = wiring.senders[indices[0]]
+    if sender.head is not None:
+        return head_values(hm, sender.component, tensor)
+    scale = 1.0 if sender.component is None else sender.component.residual_scale
+    return (tensor * scale)[None]
+
+
+def _register(hm, point, fn, replace: bool):
+    path, io = point
+    module = hm.module(path)
+    if io == "in":
+        def pre(m, args, kwargs):
+            new = fn(_input_of(args, kwargs))
+            return _replace_input(args, kwargs, new) if replace else None
+
+        return module.register_forward_pre_hook(pre, with_kwargs=True)
+
+    def post(m, args, output):
+        fn(_first(output))
+        return None
+
+    return module.register_forward_hook(post)
+
+
+@contextmanager
+def _hooks(hm, wiring: Wiring, on_senders, receiver_delta):
+    handles, residual = [], {}
+    try:
+        for point, indices in _groups(wiring).items():
+            def sender(t, indices=indices):
+                on_senders(indices, _values(hm, wiring, indices, t))
+            handles.append(_register(hm, point, sender, replace=False))
+        for norm in {r.norm for r in wiring.receivers if r.name != LOGITS}:
+            handles.append(_register(hm, (norm, "in"), lambda t, norm=norm: residual.__setitem__(norm, t), False))
+        for j, r in enumerate(wiring.receivers):
+            if r.name == LOGITS:
+                def final(t, j=j):
+                    delta = receiver_delta(j, t)
+                    return t if delta is None else t + delta
+                handles.append(_register(hm, (r.norm, "in"), final, replace=True))
+                continue
+
+            def read(x, j=j, r=r):
+                base = residual[r.norm]
+                delta = receiver_delta(j, base)
+                if delta is None:
+                    return x
+                return hm.module(r.norm).forward(base + delta) * r.in_scale
+
+            handles.append(_register(hm, (r.component.path, "in"), read, replace=True))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def edge_forward(hm, wiring: Wiring, ids: torch.Tensor, reads: torch.Tensor, on_senders, receiver_delta,
+                 embed_mix=None) -> torch.Tensor:
+    """The forward of the module docstring; `embed_mix(tensor) -> tensor` first replaces the token embeddings
+    (the integrated-gradients path)."""
+    extra = []
+    if embed_mix is not None:
+        module = hm.module(embedding_path(hm))
+        extra.append(module.register_forward_hook(lambda m, a, o: _replace_output(o, embed_mix(_first(o)))))
+    try:
+        with _hooks(hm, wiring, on_senders, receiver_delta):
+            hidden = inner(hm)(ids.to(hm.device), use_cache=False).last_hidden_state
+    finally:
+        for handle in extra:
+            handle.remove()
+    index = reads.to(hidden.device)[..., None].expand(-1, -1, hidden.shape[-1])
+    return hm.unembed(torch.gather(hidden, 1, index)).float()
