@@ -29,9 +29,9 @@ DEFAULT_PROFILE = "quick"
 QUICK_BUDGET_S = 600.0
 """Wall time the quick study of the whole zoo may take on ZOO_CORES cores (one model per worker process)."""
 ZOO_CORES = 2
-ZOO_MEASURED = ("trained 6-model zoo, quick profile, one single-threaded worker per core: 549.5 s inside the "
-                "analyses, 290.0 s wall on 2 cores (benchmarks/bench_study.py, 2026-11-29, nothing else running), "
-                "split per model by each analysis's share of that model's time (2026-12-02, one thread)")
+ZOO_MEASURED = ("shipped 6-model zoo, quick profile, `mechhybrid study` with one single-threaded worker per core: "
+                "1,028.1 s inside the analyses (OUT/timings.json), 574 s wall on 2 cores with loading and the "
+                "report (2026-12-02, nothing else running)")
 """How every step's `zoo_seconds` was measured."""
 
 
@@ -60,14 +60,9 @@ class Step:
         return dict(self.quick if profile == "quick" else self.full)
 
 
-RETRIEVAL_ZOO_SECONDS = 211.1
-"""retrieval's quick profile summed over the zoo: process CPU seconds of one thread (benchmarks/bench_retrieval.py,
-2026-12-02, shipped zoo of recipe 4): jamba 56.6, parallel 52.0, gdn 40.4, transformer 32.2, griffin 20.3,
-mamba2 9.5. CPU time, because the machine was shared (wall times there were 5-9x longer)."""
-
 STUDY: tuple[Step, ...] = (
-    # Per model (s): jamba 158.3, mamba2 96.2, parallel 84.8, gdn 75.7, griffin 52.8, transformer 30.7.
-    Step(ablation.SPEC, zoo_seconds=498.6,
+    # Per model (s): jamba 225.3, mamba2 150.2, parallel 109.5, gdn 97.8, griffin 73.9, transformer 46.9.
+    Step(ablation.SPEC, zoo_seconds=703.6,
          full={"limit": 2000, "seed": 42, "context_lengths": (128, 256, 512, 1024), "resilience_length": 2048,
                "budget_mb": 4096},
          protocol="Study A exp. 1-6, seed 42: up to 2,000 items per benchmark (one limit for all; Study A "
@@ -75,13 +70,14 @@ STUDY: tuple[Step, ...] = (
                   "tokens for perplexity and resilience, context stress at 128-1,024 tokens, a quarter and three "
                   "quarters of the layers removed in 5 trials each. Study A ablated Qwen3.5 by `skip`: add "
                   "--method skip (or all)"),
-    # Per model (s): parallel 13.0, gdn 12.7, transformer 10.5, jamba 6.7, griffin 6.0, mamba2 2.1 (its sweep
+    # Per model (s): jamba 23.9, parallel 18.4, gdn 14.7, transformer 13.3, griffin 10.1, mamba2 3.3 (its sweep
     # scores come from component_ablation's, so what it adds is the diagnostics, the MLP sweep and CKA).
-    Step(representation.SPEC, zoo_seconds=50.9,
+    Step(representation.SPEC, zoo_seconds=83.7,
          full={"limit": 2000, "seed": 42, "diag_length": 2048, "budget_mb": 4096},
          protocol="Study A exp. 7 at every position with the final norm, on 2,048-token WikiText windows; "
                   "behavioural drops on up to 2,000 items per benchmark, seed 42"),
-    Step(retrieval.SPEC, zoo_seconds=RETRIEVAL_ZOO_SECONDS,
+    # Per model (s): parallel 29.5, jamba 29.4, transformer 26.6, gdn 24.8, griffin 15.2, mamba2 6.9.
+    Step(retrieval.SPEC, zoo_seconds=132.4,
          full={"lengths": (250, 655, 1060, 1465, 1870, 2275, 2680, 3085, 3490, 4096),
                "depths": tuple(round(i / 9, 4) for i in range(10)), "max_new_tokens": 40, "scorer": "substring",
                "phases": ("prefill", "generation", "all"), "head_phases": ("prefill", "generation", "all"),
@@ -91,26 +87,26 @@ STUDY: tuple[Step, ...] = (
                   "generated tokens, substring credit; attention and every other mixer kind zeroed in prefill, "
                   "generation or both, heads kept per layer for k = 0..heads, the needle hidden or focused. Give "
                   "the haystack text file (Study B used Paul Graham's essays) in the config: haystack = \"...\""),
-    # Per model (CPU s, one thread, 2026-12-02, shared machine): residual + states, denoise, atp: jamba 34.3,
-    # mamba2 24.9, griffin 16.5, gdn 12.8, parallel 12.7, transformer 2.7.
-    Step(patching.SPEC, zoo_seconds=104.0, full=patching.FULL,
+    # Per model (s; residual + states, denoise, atp): mamba2 23.5, jamba 17.6, griffin 10.0, parallel 6.8,
+    # gdn 6.2, transformer 1.7.
+    Step(patching.SPEC, zoo_seconds=65.9, full=patching.FULL,
          protocol="causal tracing (Meng et al.) on clean / corrupted pairs: every zoo task, every site set "
                   "(residual stream, components, heads, recurrent states) at every position, denoise and noise, "
                   "95% intervals over pairs; atp, atp* and ig attribution against the exact sweep. Real models: "
                   "pairs_file = \"pairs.jsonl\""),
-    # Per model (CPU s): mamba2 10.3, parallel 2.7, gdn 2.3, jamba 1.2 (griffin and the Transformer: no lens).
-    Step(memory_lens.SPEC, zoo_seconds=16.5,
+    # Per model (s): mamba2 7.0, gdn 1.1, parallel 0.9, jamba 0.6 (griffin and the Transformer: no lens).
+    Step(memory_lens.SPEC, zoo_seconds=9.6,
          full={"lengths": (64, 128, 256, 512), "depths": tuple(round(i / 9, 4) for i in range(10)), "per_cell": 10},
          protocol="the recurrent memory read at the question token with the needle's key, value and the "
                   "question's own query, per layer and head, over a 4 x 10 length x depth grid, with the causal "
                   "write of another value (the zoo's language only)"),
-    # Per model (CPU s): jamba 9.4, parallel 8.9, gdn 8.1, transformer 3.8, griffin 3.5 (mamba2: no attention).
-    Step(gather_aggregate.SPEC, zoo_seconds=33.7,
+    # Per model (s): jamba 5.0, gdn 4.7, parallel 4.4, transformer 3.4, griffin 1.9 (mamba2: no attention).
+    Step(gather_aggregate.SPEC, zoo_seconds=19.2,
          full={"prompts": 100, "items": 500, "needle_lengths": (64, 128, 256, 512), "random_sets": 10, "top_n": 3},
          protocol="Gather-and-Aggregate heads (arXiv 2504.18574) scored on segmented prompts and confirmed by "
                   "ablation against as many random heads, on the zoo's needle, recall and multiple choice"),
-    # Per model (CPU s): mamba2 4.8, jamba 3.5, parallel 2.6, gdn 2.5, griffin 1.7, transformer 1.1.
-    Step(circuits.SPEC, zoo_seconds=16.2,
+    # Per model (s): mamba2 4.4, jamba 3.2, parallel 1.8, gdn 1.7, griffin 1.3, transformer 1.1.
+    Step(circuits.SPEC, zoo_seconds=13.6,
          full={"pairs": 64, "method": "eap-ig", "random_trials": 20},
          protocol="edge attribution (EAP-IG) between embedding, components, heads, recurrent states and logits, "
                   "verified by path patching along a curve of circuit sizes against random circuits"),

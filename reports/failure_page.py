@@ -20,8 +20,13 @@ FAILURE_PAGE = "failures.html"
 def quote_text(q: Quote) -> str:
     """'0.97 (95% CI 0.94&ndash;1, n = 64)', or with the trials' range for a median without a CI."""
     if q.value is None:
+        if q.metric.startswith("k95"):
+            return "none drawn (its intact retrieval is within its interval of chance)"
         return "no value (n/a)"
-    text = data_tag(q.value)
+    if q.metric.startswith("k95") and float(q.value).is_integer():  # a head count: shown as one
+        text = f'<data value="{esc(repr(q.value))}">{int(q.value)}</data>'
+    else:
+        text = data_tag(q.value)
     details = []
     if q.ci_low is not None and q.ci_high is not None:
         details.append(f"95% CI {span(q.ci_low, q.ci_high)}")

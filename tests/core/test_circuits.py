@@ -353,3 +353,20 @@ def test_mean_ablation_and_random_circuits(models):
                             ablation="mean", wiring=wiring, max_rows=4)
     assert abs(float(measured.values[0]) - 1.0) < 1e-4  # nothing ablated is the clean run, whatever the values
     assert measured.values.shape == (4,)
+
+
+OTHER_FAMILIES = tuple(f for f in TINY_CONFIGS if f not in FAMILIES and f != "zamba2")
+"""The families without a test-side norm table: the path-patching identities need none (zamba2 is refused)."""
+
+
+@pytest.mark.parametrize("family", OTHER_FAMILIES)
+def test_keeping_or_ablating_every_edge_in_every_other_family(models, family):
+    """Every edge kept is the clean run, every edge ablated the corrupted run, measured against the plain model."""
+    hf, hm = models(family)
+    clean, corrupted = _pairs()
+    wiring = discover(hm)
+    keeps = torch.stack([wiring.valid, torch.zeros_like(wiring.valid)])
+    measured = faithfulness(hm, clean, corrupted, LogitDiff(ANSWERS, WRONG), keeps, wiring=wiring)
+    with torch.no_grad():
+        clean_raw, corrupted_raw = float(_raw(hf(clean).logits)), float(_raw(hf(corrupted).logits))
+    assert abs(measured.raw[0] - clean_raw) < 1e-4 and abs(measured.raw[1] - corrupted_raw) < 1e-4

@@ -90,7 +90,8 @@ def test_each_perturbation_quotes_its_rows(page):
     # random layer removal: the median of trials with their range
     assert "1 of 4 layers skipped at random (3 trials): median perplexity ratio 2.00 (trials 1.50–90.0" in text
     # head sparsification: the entropy rule first, the SSM control said to have no heads
-    assert "keeps 95% of retrieval (entropy choice, phase all) 1.00" in text
+    assert "keeps 95% of retrieval (entropy choice, phase all) 1 (no interval, n = 5)" in text
+    assert "phase all) 3 (no interval" in text  # the Transformer control's k
     assert "zoo/tiny-mamba2: no attention heads" in text
     # the needle hidden in prefill and in generation
     assert "needle hidden from attention in prefill: accuracy 0.250 (95% CI 0.100–0.400, n = 24)" in text
