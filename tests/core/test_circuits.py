@@ -1,4 +1,5 @@
-"""Edge circuits against independent references, on tiny random models of six families (the path-patching identities on every family but zamba2).
+"""Edge circuits against independent references, on tiny random models of six families (and the path-patching
+identities on every family but zamba2, which is refused).
 
 The reference shares no code with mechhybrid.circuits: a test-side table names the norm each component reads
 (and falcon_h1's multipliers, set away from 1 here); sender values are read with plain torch hooks (a head: its
