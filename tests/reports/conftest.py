@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import random
+import re
 import shutil
 from pathlib import Path
 
@@ -519,3 +520,40 @@ def browser():
     instance = Browser()
     yield instance
     instance.close()
+
+
+def page_text(out: Path, name: str) -> str:
+    return (out / name).read_text(encoding="utf-8")
+
+
+def vega_specs(page: str) -> list[dict]:
+    """Every chart spec a page holds, in page order."""
+    return [json.loads(s) for s in re.findall(r'<script type="application/json" class="vega-spec"[^>]*>(.*?)</script>',
+                                              page, re.S)]
+
+
+def spec_starting(page: str, starts: str) -> dict:
+    """The one chart whose description starts with `starts`."""
+    found = [s for s in vega_specs(page) if s.get("description", "").startswith(starts)]
+    assert len(found) == 1, [s.get("description", "")[:50] for s in vega_specs(page)]
+    return found[0]
+
+
+def spec_values(spec) -> list[dict]:
+    """Every record of a spec's inline data, in spec order."""
+    out = []
+    if isinstance(spec, dict):
+        if isinstance(spec.get("data"), dict) and isinstance(spec["data"].get("values"), list):
+            out += spec["data"]["values"]
+        for key, child in spec.items():
+            if key != "data":
+                out += spec_values(child)
+    elif isinstance(spec, list):
+        for child in spec:
+            out += spec_values(child)
+    return out
+
+
+def results_csv(out: Path) -> list[dict]:
+    with open(out / "results.csv", newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))

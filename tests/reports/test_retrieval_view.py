@@ -5,15 +5,14 @@ out, model names are escaped, and the same Results give the same bytes."""
 
 from __future__ import annotations
 
-import csv
-import json
 import re
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from conftest import MODELS, PROBE
+from conftest import (MODELS, PROBE, page_text as _page, results_csv as _csv, spec_starting as _spec,
+                      spec_values as _values, vega_specs as _specs)
 
 import reports
 from mechhybrid.results import Result, write_result, write_results_csv
@@ -167,40 +166,6 @@ def rendered(tmp_path_factory) -> Path:
     reports.render(out)
     return out
 
-
-def _page(out: Path, name: str) -> str:
-    return (out / name).read_text(encoding="utf-8")
-
-
-def _specs(page: str) -> list[dict]:
-    return [json.loads(s) for s in re.findall(r'<script type="application/json" class="vega-spec"[^>]*>(.*?)</script>',
-                                              page, re.S)]
-
-
-def _spec(page: str, starts: str) -> dict:
-    found = [s for s in _specs(page) if s.get("description", "").startswith(starts)]
-    assert len(found) == 1, [s.get("description", "")[:40] for s in _specs(page)]
-    return found[0]
-
-
-def _values(spec) -> list[dict]:
-    """Every record of a spec's inline data, in spec order."""
-    out = []
-    if isinstance(spec, dict):
-        if isinstance(spec.get("data"), dict) and isinstance(spec["data"].get("values"), list):
-            out += spec["data"]["values"]
-        for key, child in spec.items():
-            if key != "data":
-                out += _values(child)
-    elif isinstance(spec, list):
-        for child in spec:
-            out += _values(child)
-    return out
-
-
-def _csv(out: Path) -> list[dict]:
-    with open(out / "results.csv", newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
 
 
 def _findings(page: str) -> list[str]:
