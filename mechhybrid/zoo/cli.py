@@ -8,6 +8,7 @@ CLI prints it as one line and exits 2).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -97,12 +98,19 @@ def cmd_zoo_train(args) -> int:
 
     from mechhybrid.zoo.card import finalize
     from mechhybrid.zoo.recipes import RECIPE, zoo_spec
-    from mechhybrid.zoo.train import default_run_dir, prepare_run_dir, train_model
+    from mechhybrid.zoo.train import carry_over, default_run_dir, prepare_run_dir, train_model
 
     zoo_spec(args.name)  # unknown name -> MechHybridError before any work
     if args.steps is not None and args.steps < 1:
         raise MechHybridError(f"--steps must be >= 1, got {args.steps}")
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.name, RECIPE)
+    if args.carry_over is not None:
+        if args.fresh or args.run_dir:
+            raise MechHybridError("--carry-over continues the default run of another recipe version: drop "
+                                  "--fresh / --run-dir")
+        source = default_run_dir(args.name, dataclasses.replace(RECIPE, version=args.carry_over))
+        print(carry_over(source, run_dir, args.name, RECIPE), flush=True)
+        args.resume = True
     plan = prepare_run_dir(run_dir, args.resume, args.fresh)
     if not args.quiet:
         print(plan, flush=True)
@@ -196,6 +204,9 @@ def add_zoo_commands(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None,
                    help="pause after this step (continue later with --resume); the recipe's budget and "
                         "stopping rule still apply")
+    p.add_argument("--carry-over", type=int, default=None, metavar="VERSION",
+                   help="continue this model's run of recipe VERSION as a run of the current recipe (allowed when "
+                        "the two differ only in when a run stops), then resume it")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(handler=cmd_zoo_train)

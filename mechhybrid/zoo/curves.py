@@ -51,14 +51,17 @@ def with_summary(point: dict) -> dict:
     return {**point, "needle_mean": needle_mean(point), "needle_mean_se": needle_mean_se(point)}
 
 
-def plateau_reason(curve: list[dict], patience: int | None, min_steps: int = 0) -> str | None:
+def plateau_reason(curve: list[dict], patience: int | None, min_steps: int = 0, after: float = 0.0) -> str | None:
     """Why training should stop at the curve's last point, or None to go on.
 
     Stop when no probe in the last `patience` steps beats the best probe before that window by more than the
     standard error of their difference (sqrt(se_a^2 + se_b^2)), once the last point is at `min_steps` or
-    later. A window with no earlier probe to compare with never stops. `patience` None: never.
+    later and some probe has reached `after` (a flat curve below it is a model that has not begun, not one
+    that has converged). A window with no earlier probe to compare with never stops. `patience` None: never.
     """
     if patience is None or not curve or curve[-1]["step"] < min_steps:
+        return None
+    if max(needle_mean(p) for p in curve) < after:
         return None
     cut = curve[-1]["step"] - patience
     before = [p for p in curve if p["step"] <= cut]
@@ -78,12 +81,12 @@ def plateau_reason(curve: list[dict], patience: int | None, min_steps: int = 0) 
 def stop_reason(curve: list[dict], step: int, recipe) -> str | None:
     """The stopping rule of `recipe` at `step` (whose probe, if any, is the curve's last point): the budget
     (recipe.steps) ends every run; a plateau (`plateau_reason`) ends it earlier when stop_patience_steps is
-    set. None: go on."""
+    set, once the probe has reached stop_after_probe. None: go on."""
     if step >= recipe.steps:
         return MAX_STEPS_REASON
     if not curve or curve[-1]["step"] != step:
         return None
-    return plateau_reason(curve, recipe.stop_patience_steps, recipe.min_steps)
+    return plateau_reason(curve, recipe.stop_patience_steps, recipe.min_steps, recipe.stop_after_probe)
 
 
 def crossing_steps(curve: list[dict], thresholds=RETRIEVAL_THRESHOLDS) -> dict[str, int | None]:

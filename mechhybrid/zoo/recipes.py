@@ -32,8 +32,11 @@ HIDDEN = 128
 class Recipe:
     """The one training recipe shared by every zoo model (same data, budget, optimiser)."""
 
-    version: int = 5
-    """Bumped whenever a field's default changes (cards record the whole recipe)."""
+    version: int = 6
+    """Bumped whenever a field's default changes (cards record the whole recipe). Recipe 6 is recipe 5 with
+    `stop_after_probe`: recipe 5's plateau rule stopped a model that had not begun to retrieve (Jamba, needle
+    probe 0.015 at step 3,000), a plateau at chance, not convergence. The two train identically; only when a
+    run stops differs, so a recipe-5 run continues as a recipe-6 run (`zoo train --carry-over 5`)."""
     steps: int = 8000
     """The most optimiser steps (exactly this many when stop_patience_steps is None). Recipe 4 trained every
     model for a fixed 5,000: the hybrids had learned to retrieve by step 2,000, the Transformer control never
@@ -82,6 +85,9 @@ class Recipe:
     min_steps: int = 3000
     """The stopping rule never stops a run before this step (the induction warm-up plus one patience window,
     so that no model is judged on a window that is all warm-up, where the needle probe cannot move)."""
+    stop_after_probe: float = 0.5
+    """The plateau rule stops a run only once the probe's needle accuracy has reached this (the first
+    steps-to-retrieval threshold, curves.RETRIEVAL_THRESHOLDS): a model still at chance trains on to `steps`."""
     probe_lengths: tuple[int, ...] = (128, 256)
     """Context lengths of the probe's needles (256 is the training length, seq_len)."""
     probe_needles_per_length: int = 100
@@ -97,6 +103,8 @@ class Recipe:
                 self.stop_patience_steps < self.eval_every or self.stop_patience_steps % self.eval_every):
             raise MechHybridError(f"recipe stop_patience_steps={self.stop_patience_steps} must be a positive "
                                   f"multiple of eval_every={self.eval_every} (or None)")
+        if not 0 <= self.stop_after_probe <= 1:
+            raise MechHybridError(f"recipe stop_after_probe={self.stop_after_probe} must be between 0 and 1")
         if not 0 <= self.min_steps <= self.steps:
             raise MechHybridError(f"recipe min_steps={self.min_steps} must be between 0 and steps={self.steps}")
         if not self.probe_lengths or min(self.probe_lengths) < 19 or self.probe_needles_per_length < 1:
@@ -108,6 +116,10 @@ class Recipe:
 
 
 RECIPE = Recipe()
+
+STOPPING_FIELDS = ("version", "steps", "stop_patience_steps", "min_steps", "stop_after_probe")
+"""Fields that decide only when a run stops, not what any step computes: a run continues under a recipe that
+differs from its own in these alone (`train.carry_over`)."""
 
 
 @dataclass(frozen=True)

@@ -28,11 +28,11 @@ from mechhybrid.errors import MechHybridError
 from mechhybrid.mamba1_scan import training_scan
 from mechhybrid.zoo import language as lang
 from mechhybrid.zoo.curves import MAX_STEPS_REASON, stop_reason, with_summary
-from mechhybrid.zoo.recipes import RECIPE, Recipe, build_model, zoo_spec
+from mechhybrid.zoo.recipes import RECIPE, STOPPING_FIELDS, Recipe, build_model, zoo_spec
 from mechhybrid.zoo.tokenizer import TOKEN_ID, encode_words
 
 __all__ = ["make_batch", "micro_batches", "train_step", "train_model", "quiet", "weighted_loss", "cache_root",
-           "default_run_dir", "prepare_run_dir", "read_log", "STATE_FILE", "LOG_FILE"]
+           "default_run_dir", "prepare_run_dir", "read_log", "carry_over", "STATE_FILE", "LOG_FILE"]
 
 STATE_FILE = "train_state.pt"
 LOG_FILE = "train_log.json"
@@ -224,6 +224,49 @@ def prepare_run_dir(run_dir, resume: bool, fresh: bool) -> str:
             (run_dir / stale).unlink(missing_ok=True)
         return f"starting {run_dir} afresh"
     return f"resuming {run_dir} at step {log.get('steps', '?')}" if log else f"starting a run in {run_dir}"
+
+
+def carry_over(source_dir, target_dir, name: str, recipe: Recipe = RECIPE) -> str:
+    """Continue the run in `source_dir` (another recipe version) as a run of `recipe` in `target_dir`: allowed
+    when the two recipes differ only in STOPPING_FIELDS, so every step it took is a step of `recipe` too. The
+    checkpoint is copied with the log's recipe replaced and its stop judged again by `recipe`'s rule at the step
+    the run reached (a run that `recipe` would also have stopped there stays stopped; any other goes on with
+    `--resume`); the log records where it came from. Returns one line."""
+    import torch
+
+    source, target = Path(source_dir), Path(target_dir)
+    if read_log(target) is not None:
+        raise MechHybridError(f"{target} already holds a run; pass --resume to continue it (or --fresh)")
+    path = source / STATE_FILE
+    if not path.exists():
+        raise MechHybridError(f"nothing to carry over: no {STATE_FILE} in {source}")
+    try:
+        state = torch.load(path, weights_only=False)
+        log = state["log"]
+    except Exception as error:
+        raise MechHybridError(f"training checkpoint unreadable ({type(error).__name__}): {path}") from None
+    ours, theirs = _plain(dataclasses.asdict(recipe)), log.get("recipe") or {}
+    differ = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k) and k not in STOPPING_FIELDS)
+    if log.get("name") != name or differ:
+        raise MechHybridError(f"the run in {source} ({log.get('name')!r}, recipe {theirs.get('version')}) cannot "
+                              f"continue as {name!r} under recipe {recipe.version}: "
+                              + (f"they differ in {', '.join(differ)}" if differ else "another model"))
+    step = int(state["step"])
+    if step > recipe.steps:
+        raise MechHybridError(f"the run in {source} is at step {step}, past recipe {recipe.version}'s budget of "
+                              f"{recipe.steps}")
+    log = dict(log, recipe=ours, carried_from={"recipe": theirs.get("version"), "step": step,
+                                               "stop": log.get("stop")})
+    log.pop("stop", None)
+    # Judged again at the step it reached, as an uninterrupted run of `recipe` would have been there.
+    reason = stop_reason(log["probe"], step, recipe)
+    if reason is not None:
+        log["stop"] = {"step": step, "reason": reason}
+    target.mkdir(parents=True, exist_ok=True)
+    _write_atomic(target / STATE_FILE, lambda tmp: torch.save(dict(state, log=log), tmp))
+    _write_atomic(target / LOG_FILE, lambda tmp: tmp.write_text(json.dumps(log)))
+    return (f"carried {source} (recipe {theirs.get('version')}, step {step}) over to {target}"
+            + (f"; stopped there under recipe {recipe.version} too: {reason}" if reason else ""))
 
 
 def _progress(done: int, log: dict, t0: float) -> str:

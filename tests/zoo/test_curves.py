@@ -107,3 +107,16 @@ def test_crossing_steps_are_the_first_probe_at_or_above_each_threshold():
     assert crossing_steps([point(250, 1.0, 0.0)], (0.5, 0.6)) == {"0.5": 250, "0.6": None}
     old = [{"step": 250, "needle": {"128": 0.0, "256": 0.0}}, {"step": 500, "needle": {"128": 1.0, "256": 0.9}}]
     assert crossing_steps(old) == {"0.5": 500, "0.9": 500}  # cards without SEs
+
+
+def test_a_curve_still_at_chance_never_stops_on_a_plateau():
+    # Jamba under recipe 5: 0.000-0.015 for 3,000 steps was judged a plateau; a model that has not begun is
+    # not one that has converged.
+    at_chance = curve([0.0, 0.0, 0.005, 0.01, 0.005, 0.0, 0.01, 0.015] + [0.0] * 12)
+    assert all(plateau_reason(at_chance[:i + 1], 2000, 3000, after=0.5) is None for i in range(len(at_chance)))
+    assert plateau_reason(at_chance[:12], 2000, 3000) is not None  # recipe 5's rule
+    # once the probe has reached 0.5 the plateau counts as before, at the same step
+    learnt = [0.0] * 8 + [0.6] + [0.95] * 11
+    assert first_stop(learnt, patience=2000, min_steps=3000) == 4500  # 0.95 at 2,500 not beaten by 4,500
+    assert next(p["step"] for i, p in enumerate(curve(learnt))
+                if plateau_reason(curve(learnt)[:i + 1], 2000, 3000, after=0.5)) == 4500

@@ -140,3 +140,42 @@ def test_cli_trains_pauses_and_resumes_in_its_run_dir(tmp_path, monkeypatch, cap
     assert main(["zoo", "train", "transformer", "--resume", "--steps", "4", "--quiet"]) == 0
     log = json.loads((run / LOG_FILE).read_text())
     assert log["steps"] == 4 and len(log["loss"]) == 4 and "trained transformer: 4 steps" in capsys.readouterr().out
+
+
+def test_a_run_carries_over_to_a_recipe_that_differs_only_in_when_it_stops(tmp_path):
+    """A run of one recipe continues under another whose only differences decide when a run stops: the steps
+    after the carry-over are the steps an uninterrupted run takes, and the stop is judged afresh."""
+    old = dataclasses.replace(TINY, version=90, min_steps=1, stop_patience_steps=2, stop_after_probe=0.0)
+    new = dataclasses.replace(TINY, version=91)
+    straight = train_model("transformer", tmp_path / "straight", steps=4, recipe=new, verbose=False)
+    train_model("transformer", tmp_path / "old", steps=2, recipe=old, verbose=False)
+    line = train_mod.carry_over(tmp_path / "old", tmp_path / "new", "transformer", new)
+    assert "step 2" in line and "recipe 90" in line
+    carried = train_model("transformer", tmp_path / "new", steps=4, recipe=new, verbose=False)
+    assert carried["loss"] == straight["loss"] and carried["recipe"] == straight["recipe"]
+    assert carried["carried_from"]["recipe"] == 90 and carried["carried_from"]["step"] == 2
+    with pytest.raises(MechHybridError, match="already holds a run"):
+        train_mod.carry_over(tmp_path / "old", tmp_path / "new", "transformer", new)
+    with pytest.raises(MechHybridError, match="they differ in lr"):
+        train_mod.carry_over(tmp_path / "old", tmp_path / "lr", "transformer", dataclasses.replace(new, lr=1e-3))
+    with pytest.raises(MechHybridError, match="another model"):
+        train_mod.carry_over(tmp_path / "old", tmp_path / "other", "ssm-mamba2", new)
+    with pytest.raises(MechHybridError, match="nothing to carry over"):
+        train_mod.carry_over(tmp_path / "none", tmp_path / "x", "transformer", new)
+
+
+def test_a_carried_run_that_the_new_rule_also_stops_stays_stopped(tmp_path, monkeypatch):
+    """A run stopped on a plateau after its probe reached `stop_after_probe` is stopped at the same step under
+    the new rule (no extra steps); one stopped at chance goes on."""
+    monkeypatch.setattr(probe_mod, "run_probe", _scripted_probe([0.6, 0.6, 0.6]))
+    rule = dict(min_steps=2, stop_patience_steps=2, eval_every=2)
+    old = dataclasses.replace(TINY, version=90, stop_after_probe=0.0, **rule)
+    log = train_model("transformer", tmp_path / "old", steps=6, recipe=old, verbose=False)
+    assert log["stop"]["step"] == 4  # 0.6 at step 4 is no gain over 0.6 at step 2
+    line = train_mod.carry_over(tmp_path / "old", tmp_path / "new", "transformer",
+                                dataclasses.replace(old, version=91, stop_after_probe=0.5))
+    assert "stopped there under recipe 91 too" in line
+    assert json.loads((tmp_path / "new" / LOG_FILE).read_text())["stop"]["step"] == 4
+    train_mod.carry_over(tmp_path / "old", tmp_path / "higher", "transformer",
+                         dataclasses.replace(old, version=92, stop_after_probe=0.9))
+    assert "stop" not in json.loads((tmp_path / "higher" / LOG_FILE).read_text())
