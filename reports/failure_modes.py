@@ -120,7 +120,8 @@ def group_ablation(models: list[ModelResults]) -> Perturbation:
             continue
         for row in rows:
             coords = coords_of(row)
-            if coords.get("removal") == "group" and row.get("metric") == f"drop:{bench}" and "context_length" not in coords:
+            if (coords.get("removal") == "group" and row.get("metric") == f"drop:{bench}"
+                    and "context_length" not in coords):
                 quotes.append(_quote(entry, "component_ablation", row,
                                      f"zeroing every {coords.get('kind')} mixer: drop in {bench} accuracy"))
     return Perturbation("group", "Group ablation: every mixer of one kind zeroed", tuple(quotes), tuple(missing))

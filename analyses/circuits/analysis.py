@@ -124,7 +124,8 @@ def run(hm, config: CircuitsConfig | None = None, *, checkpoints: Checkpoints | 
     rows += graph_rows(graph, pairs.n, cfg.seed)
     extra = {"semantics": SEMANTICS.format(ablation="corrupted run's" if cfg.ablation == "patch" else "mean"),
              "edges": wiring.n_edges, "senders": len(wiring.senders), "receivers": len(wiring.receivers),
-             "work": {"scores": scores.work, "faithfulness": measured.forwards + chosen.forwards, "circuits": keeps_run},
+             "work": {"scores": scores.work, "faithfulness": measured.forwards + chosen.forwards,
+                      "circuits": keeps_run},
              "state_positions": sorted({s.position for s in states}),
              "cpu_s": {k: round(v, 2) for k, v in timings.items()}}
     result = Result(analysis=ANALYSIS, model=model_info(hm), config=config_dict(cfg), method="mixed",

@@ -116,7 +116,8 @@ def score_sets(hm, task, sets: list[HeadSet], batch_size: int) -> list[np.ndarra
             got = hm.logits_many(ids, groups, reduce=lambda part: span_stats(_finite(hm, ids, part), ids, masks,
                                                                              torch.float64))
         stats[:, :, cols] = got.double().numpy()
-    return [task.reduce(SeqScores(*(stats[s, k][None] for k in range(len(STAT_NAMES)))))["correct"] for s in range(len(sets))]
+    return [task.reduce(SeqScores(*(stats[s, k][None] for k in range(len(STAT_NAMES)))))["correct"]
+            for s in range(len(sets))]
 
 
 def ablation_tasks(cfg) -> dict:

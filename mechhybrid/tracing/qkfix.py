@@ -196,7 +196,8 @@ def correction(setup, grads: dict) -> torch.Tensor:
                     continue
                 parts = [grads[("qk", track, layer, part)] for part in ("q", "k", "a")]
                 for c, column in enumerate(setup.columns.table):
-                    out[g, c] += sum(_one(base[layer], source[layer], parts, b, list(ps)) for b, ps in enumerate(column))
+                    out[g, c] += sum(_one(base[layer], source[layer], parts, b, list(ps))
+                                     for b, ps in enumerate(column))
     return out
 
 

@@ -268,7 +268,8 @@ def panels(results: list[dict], palette: Palette) -> list[tuple]:
     scores, uniform, ablated = score_records(results), uniform_records(results), ablation_records(results)
     return [("Gather and Aggregate scores per head", score_findings(scores, uniform), head_maps(scores), scores),
             ("Zeroing the candidates vs as many random heads",
-             aggregate_verdicts(ablated, scores, uniform) + ablation_findings(ablated), ablation_chart(ablated, palette), ablated)]
+             aggregate_verdicts(ablated, scores, uniform) + ablation_findings(ablated),
+             ablation_chart(ablated, palette), ablated)]
 
 
 def _blocks(results: list[dict], palette: Palette) -> list:

@@ -194,7 +194,8 @@ def test_through_the_model_equals_a_plain_replaced_forward(tiny_models, model_ty
         plain = hm.hf_model(ids).logits[:, -1]
     assert (got[2] - plain).abs().max() < TOL and (pre.logits - plain).abs().max() < TOL
     if model_type == "qwen3_5_text":  # GDN: the query readout through the output path is the layer itself
-        identity = last_token_logits(hm, pre, components, [Alternative(outputs={layer: lens.output(lens.readouts["query"])})])
+        identity = last_token_logits(
+            hm, pre, components, [Alternative(outputs={layer: lens.output(lens.readouts["query"])})])
         assert (identity[0] - plain).abs().max() < TOL
 
 

@@ -36,7 +36,8 @@ def test_pages_written(rendered_study):
                      "models/zoo_tiny-mamba2.html", "models/zoo_tiny-qwen2.html"]
     index = (rendered_study / "index.html").read_text(encoding="utf-8")
     for needle in ("zoo:gdn-hybrid", "Transformer control", "pure-SSM control", "zoo-lang-1", "torch 2.13.0",
-                   'href="results.csv"', 'href="compare.html"', 'href="failures.html"', "results/zoo_gdn-hybrid/component_ablation.json"):
+                   'href="results.csv"', 'href="compare.html"', 'href="failures.html"',
+                   "results/zoo_gdn-hybrid/component_ablation.json"):
         assert needle in index
     assert (rendered_study / "vega.js").is_file()
 
