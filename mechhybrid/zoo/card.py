@@ -177,6 +177,8 @@ def _training(log: dict, steps: int) -> dict:
         "recipe": log["recipe"], "steps": steps, "tokens_trained": int(log["tokens"]),
         # A partial run (paused before the rule stopped it) can be finalised, but says so: stop is null.
         "stop": log.get("stop"),
+        # A run begun under an earlier recipe that differs only in when a run stops (train.carry_over).
+        "carried_from": log.get("carried_from"),
         "wall_time_s": round(float(log["wall_s"]), 1), "s_per_step": round(float(log["wall_s"]) / max(1, steps), 3),
         # Wall time on the shared 2-core machine mostly measures the neighbours; CPU time does not.
         "cpu_time_s": round(float(log["cpu_s"]), 1),

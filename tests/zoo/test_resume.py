@@ -154,6 +154,7 @@ def test_a_run_carries_over_to_a_recipe_that_differs_only_in_when_it_stops(tmp_p
     carried = train_model("transformer", tmp_path / "new", steps=4, recipe=new, verbose=False)
     assert carried["loss"] == straight["loss"] and carried["recipe"] == straight["recipe"]
     assert carried["carried_from"]["recipe"] == 90 and carried["carried_from"]["step"] == 2
+    assert card_mod._training(carried, 4)["carried_from"] == carried["carried_from"]  # the card says so
     with pytest.raises(MechHybridError, match="already holds a run"):
         train_mod.carry_over(tmp_path / "old", tmp_path / "new", "transformer", new)
     with pytest.raises(MechHybridError, match="they differ in lr"):
