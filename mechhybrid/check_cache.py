@@ -15,9 +15,9 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from mechhybrid import hook_io
 from mechhybrid.errors import MechHybridError
 from mechhybrid.state import cache as cache_ops
-from mechhybrid.state.runner import _first
 from mechhybrid.state.spec import spec_for, state_components
 
 DEFAULT_TOLERANCE = 1e-4
@@ -101,7 +101,7 @@ def _forward(hm, ids, kwargs, sink: list) -> torch.Tensor:
     outs: list = []
     handles = [
         hm.module(f"{hm.family_spec.layers}.{i}").register_forward_hook(
-            lambda m, a, o: outs.append(_first(o).detach().clone())
+            lambda m, a, o: outs.append(hook_io.first(o).detach().clone())
         )
         for i in range(hm.n_layers)
     ]

@@ -19,8 +19,9 @@ from contextlib import contextmanager
 
 import torch
 
+from mechhybrid import hook_io
 from mechhybrid.circuits.wiring import LOGITS, Wiring
-from mechhybrid.tracing.fast import _first, _input_of, _replace_input, _replace_output, inner
+from mechhybrid.tracing.fast import inner
 
 __all__ = ["edge_forward", "head_values", "embedding_path"]
 
@@ -62,13 +63,13 @@ def _register(hm, point, fn, replace: bool):
     module = hm.module(path)
     if io == "in":
         def pre(m, args, kwargs):
-            new = fn(_input_of(args, kwargs))
-            return _replace_input(args, kwargs, new) if replace else None
+            new = fn(hook_io.input_of(args, kwargs))
+            return hook_io.replace_input(args, kwargs, new) if replace else None
 
         return module.register_forward_pre_hook(pre, with_kwargs=True)
 
     def post(m, args, output):
-        fn(_first(output))
+        fn(hook_io.first(output))
         return None
 
     return module.register_forward_hook(post)
@@ -113,7 +114,8 @@ def edge_forward(hm, wiring: Wiring, ids: torch.Tensor, reads: torch.Tensor, on_
     extra = []
     if embed_mix is not None:
         module = hm.module(embedding_path(hm))
-        extra.append(module.register_forward_hook(lambda m, a, o: _replace_output(o, embed_mix(_first(o)))))
+        mix = lambda m, a, o: hook_io.replace_output(o, embed_mix(hook_io.first(o)))
+        extra.append(module.register_forward_hook(mix))
     try:
         with _hooks(hm, wiring, on_senders, receiver_delta):
             hidden = inner(hm)(ids.to(hm.device), use_cache=False).last_hidden_state

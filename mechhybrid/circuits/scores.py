@@ -30,7 +30,7 @@ import torch
 from mechhybrid.circuits.run import edge_forward, embedding_path
 from mechhybrid.circuits.wiring import Wiring, discover
 from mechhybrid.errors import MechHybridError
-from mechhybrid.tracing.attribution import _tracks
+from mechhybrid.tracing.attribution import track_inputs
 from mechhybrid.tracing.metrics import AnswerRank, as_metric, check_metric, normalising_gap
 from mechhybrid.tracing.pairs import as_pairs
 from mechhybrid.tracing.sweep import DIRECTIONS
@@ -78,7 +78,7 @@ def setup_runs(hm, clean, corrupted, metric, wiring: Wiring | None = None) -> Se
     if isinstance(metric, AnswerRank):
         raise MechHybridError("AnswerRank is a count (not differentiable): edge attribution needs a differentiable "
                               "metric such as LogitDiff, AnswerProb or KLToClean")
-    tracks = _tracks(pairs.clean, pairs.corrupted, metric.tracks(pairs.batch))
+    tracks = track_inputs(pairs.clean, pairs.corrupted, metric.tracks(pairs.batch))
     return Setup(hm, wiring if wiring is not None else discover(hm), metric, pairs, tracks)
 
 

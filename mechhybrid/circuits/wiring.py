@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import torch
 
+from mechhybrid import hook_io
 from mechhybrid.components import Component
 from mechhybrid.errors import MechHybridError, UnsupportedFamilyError
 
@@ -124,7 +125,6 @@ def _norm_candidates(hm, component: Component) -> list[str]:
 
 def _probe(hm, paths: list[str], inputs: list[str]) -> dict:
     """One forward of a few tokens: the output of every module in `paths`, the input of every one in `inputs`."""
-    from mechhybrid.tracing.fast import _input_of, _first
 
     seen: dict = {}
 
@@ -134,10 +134,10 @@ def _probe(hm, paths: list[str], inputs: list[str]) -> dict:
     handles = []
     for path in paths:
         handles.append(hm.module(path).register_forward_hook(
-            lambda m, a, o, path=path: keep((path, "out"), _first(o))))
+            lambda m, a, o, path=path: keep((path, "out"), hook_io.first(o))))
     for path in inputs:
         handles.append(hm.module(path).register_forward_pre_hook(
-            lambda m, a, k, path=path: keep((path, "in"), _input_of(a, k)), with_kwargs=True))
+            lambda m, a, k, path=path: keep((path, "in"), hook_io.input_of(a, k)), with_kwargs=True))
     ids = torch.arange(5, dtype=torch.long)[None] % hm.vocab_size + 1
     try:
         with torch.no_grad():

@@ -28,7 +28,7 @@ def forward_kwargs(hm, cache, start: int, stop: int, batch: int) -> dict:
     return kwargs
 
 
-def _slots(hm, cache, layer: int):
+def slots(hm, cache, layer: int):
     """(holder, recurrent attribute, conv attribute) for one layer, with the holder's tensors indexable."""
     if spec_for(hm).store == "module":
         block = hm.module(state_components(hm)[layer].path)
@@ -46,7 +46,7 @@ def read(hm, cache, layer: int, position: int, rows=slice(None)) -> State:
     """A copy of the layer's current state (its rows `rows`), labelled as taken after `position`."""
     component = state_components(hm)[layer]
     layout = spec_for(hm).layouts[component.kind]
-    rec_slot, conv_slot = _slots(hm, cache, layer)
+    rec_slot, conv_slot = slots(hm, cache, layer)
     conv = _get(conv_slot)
     if conv is None:
         raise MechHybridError(f"layer {layer} has no state yet: no token has been read")
@@ -72,7 +72,7 @@ def write(hm, cache, layer: int, state: State, rows=slice(None)) -> None:
                 f"state for layer {layer} has the wrong {name} shape {shape}; expected {tuple(old.shape)} "
                 f"(axes {current.recurrent_axes if name == 'recurrent' else current.conv_axes})"
             )
-    rec_slot, conv_slot = _slots(hm, cache, layer)
+    rec_slot, conv_slot = slots(hm, cache, layer)
     if state.recurrent is not None:
         target = _get(rec_slot)
         target[rows] = state.recurrent.to(target.device, target.dtype).expand_as(target[rows])

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from mechhybrid import hook_io
 from mechhybrid.attention.interface import installed
 from mechhybrid.engine import compile_plan
 from mechhybrid.errors import MechHybridError
@@ -168,10 +169,6 @@ def run_segment(run: Run, cache, input_ids: torch.Tensor, start: int, stop: int,
     return logits
 
 
-def _first(value):
-    return value[0] if isinstance(value, (tuple, list)) else value
-
-
 def forward_with_ops(hm, ops: dict, input_ids: torch.Tensor, kwargs: dict) -> torch.Tensor:
     """One forward applying a compiled plan's operations with plain torch hooks; `[rows, seq, vocab]` logits.
 
@@ -192,10 +189,11 @@ def forward_with_ops(hm, ops: dict, input_ids: torch.Tensor, kwargs: dict) -> to
             path, io = point
             module = hm.module(path)
             if io == "in":
-                hook = lambda m, args, kw, point=point: run_ops(point, _first(args) if args else next(iter(kw.values())))
+                hook = lambda m, args, kw, point=point: run_ops(point, hook_io.input_of(args, kw))
                 handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
             else:
-                handles.append(module.register_forward_hook(lambda m, a, out, point=point: run_ops(point, _first(out))))
+                hook = lambda m, a, out, point=point: run_ops(point, hook_io.first(out))
+                handles.append(module.register_forward_hook(hook))
         with torch.no_grad():
             return hm.hf_model(input_ids, **kwargs).logits
     finally:

@@ -70,7 +70,9 @@ class _Track:
     """`[batch, read]` absolute positions read per row (a row with fewer reads repeats its last one)."""
 
 
-def _tracks(base, source, tracks) -> list[_Track]:
+def track_inputs(base, source, tracks) -> list[_Track]:
+    """Per metric track: the base and source prompts with the track's suffix appended, padded, and the positions
+    each row reads (shared with `mechhybrid.circuits`, which scores the same tracks)."""
     out = []
     for track in tracks:
         lengths = [len(p) + len(s) for p, s in zip(base, track.suffix)]
@@ -101,7 +103,7 @@ class _Setup:
     def __init__(self, hm, pairs, metric, groups, columns, direction: str):
         self.hm, self.metric, self.groups, self.columns = hm, metric, groups, columns
         base, source = (pairs.corrupted, pairs.clean) if direction == "denoise" else (pairs.clean, pairs.corrupted)
-        self.tracks = _tracks(base, source, metric.tracks(pairs.batch))
+        self.tracks = track_inputs(base, source, metric.tracks(pairs.batch))
         self.width = max(pairs.lengths)
         self.points = sorted({r.point for g in groups for r in g if r.point is not None})
         self.layers = sorted({r.state_layer for g in groups for r in g if r.state_layer is not None})

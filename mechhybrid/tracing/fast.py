@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from mechhybrid import hook_io
 from mechhybrid.state import cache as cache_ops
 from mechhybrid.state.types import State
 
@@ -94,29 +95,6 @@ def inner(hm):
     return hm.hf_model.base_model
 
 
-def _first(value):
-    return value[0] if isinstance(value, (tuple, list)) else value
-
-
-def _input_of(args, kwargs):
-    return args[0] if args else next(iter(kwargs.values()))
-
-
-def _replace_input(args, kwargs, new):
-    if args:
-        return (new, *args[1:]), kwargs
-    key = next(iter(kwargs))
-    return args, {**kwargs, key: new}
-
-
-def _replace_output(output, new):
-    if isinstance(output, tuple):
-        return (new, *output[1:])
-    if isinstance(output, list):
-        return [new, *output[1:]]
-    return new
-
-
 @contextmanager
 def hooked(hm, fns: dict):
     """Plain torch hooks: `fns[(path, "in" | "out")]` maps the tensor there to its replacement (or records it and
@@ -127,14 +105,14 @@ def hooked(hm, fns: dict):
             module = hm.module(path)
             if io == "in":
                 def pre(m, args, kwargs, fn=fn):
-                    new = fn(_input_of(args, kwargs))
-                    return None if new is None else _replace_input(args, kwargs, new)
+                    new = fn(hook_io.input_of(args, kwargs))
+                    return None if new is None else hook_io.replace_input(args, kwargs, new)
 
                 handles.append(module.register_forward_pre_hook(pre, with_kwargs=True))
             else:
                 def post(m, args, output, fn=fn):
-                    new = fn(_first(output))
-                    return None if new is None else _replace_output(output, new)
+                    new = fn(hook_io.first(output))
+                    return None if new is None else hook_io.replace_output(output, new)
 
                 handles.append(module.register_forward_hook(post))
         yield
@@ -160,7 +138,7 @@ def full_run(hm, ids: torch.Tensor, points=(), layers: bool = False):
     if layers:
         for layer in hm.module(hm.family_spec.layers):
             def keep(m, a, output):
-                outs.append(_first(output).clone())
+                outs.append(hook_io.first(output).clone())
                 rests.append(tuple(output[1:]) if isinstance(output, (tuple, list)) else None)
 
             handles.append(layer.register_forward_hook(keep))

@@ -29,9 +29,10 @@ from dataclasses import dataclass, field
 
 import torch
 
+from mechhybrid import hook_io
 from mechhybrid.state import cache as cache_ops
 from mechhybrid.state.runner import segments
-from mechhybrid.tracing.fast import _input_of, _replace_output, hooked, inner
+from mechhybrid.tracing.fast import hooked, inner
 
 __all__ = ["Taps", "Switch", "tapped", "dropped_layer", "forward_reads", "state_forward", "gradients"]
 
@@ -105,9 +106,9 @@ def dropped_layer(hm, switch: Switch):
     try:
         for index, layer in enumerate(hm.module(hm.family_spec.layers)):
             def gate(module, args, kwargs, output, index=index):
-                before = _input_of(args, kwargs)
+                before = hook_io.input_of(args, kwargs)
                 after = output[0] if isinstance(output, (tuple, list)) else output
-                return _replace_output(output, before + _Gate.apply(after - before, index, switch))
+                return hook_io.replace_output(output, before + _Gate.apply(after - before, index, switch))
 
             handles.append(layer.register_forward_hook(gate, with_kwargs=True))
         yield
@@ -132,7 +133,7 @@ def forward_reads(hm, ids: torch.Tensor, positions: torch.Tensor, points, grad: 
 
 def _state_slots(hm, cache, layer: int) -> dict:
     """"recurrent" / "conv" -> (holder, key) of the layer's live state tensors in `cache`."""
-    rec, conv = cache_ops._slots(hm, cache, layer)
+    rec, conv = cache_ops.slots(hm, cache, layer)
     return {"recurrent": rec, "conv": conv}
 
 
