@@ -15,7 +15,7 @@ from reports.html import ChartBlock
 from reports.load import ModelResults
 from reports.palette import Palette
 
-__all__ = ["View", "Section", "Headline", "block", "spec"]
+__all__ = ["View", "Section", "Headline", "block", "panel_blocks", "spec"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,13 @@ def block(title: str, sentences: list[str], chart, records: list[dict], results:
     if chart is None:
         return None
     return ChartBlock(title, sentences, spec(chart), findings.condition_line(records, results))
+
+
+def panel_blocks(panels, results: list[dict]) -> list[ChartBlock]:
+    """The blocks of `(title, findings, chart, records)` panels, in order, leaving out those with nothing to
+    draw."""
+    made = [block(title, sentences, chart, records, results) for title, sentences, chart, records in panels]
+    return [b for b in made if b is not None]
 
 
 class View:

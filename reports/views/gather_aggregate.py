@@ -18,7 +18,7 @@ from reports.findings import effect, label, span
 from reports.html import esc
 from reports.numbers import data_tag
 from reports.palette import Palette, family_palette, role_of
-from reports.views.base import Headline, Section, View, block
+from reports.views.base import Headline, Section, View, panel_blocks
 
 __all__ = ["GatherAggregateView", "NAME", "score_records", "uniform_records", "ablation_records",
            "score_findings", "ablation_findings", "aggregate_verdicts", "head_maps", "ablation_chart"]
@@ -273,9 +273,7 @@ def panels(results: list[dict], palette: Palette) -> list[tuple]:
 
 
 def _blocks(results: list[dict], palette: Palette) -> list:
-    made = [block(title, sentences, chart, records, results) for title, sentences, chart, records in
-            panels(results, palette)]
-    return [b for b in made if b is not None]
+    return panel_blocks(panels(results, palette), results)
 
 
 class GatherAggregateView(View):

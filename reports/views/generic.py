@@ -21,7 +21,7 @@ from reports.charts import (FAMILY_COLOURS, HEIGHT, TOOLTIP, WIDTH, describe, dr
 from reports.findings import metric_words
 from reports.html import anchor
 from reports.palette import Palette, family_palette
-from reports.views.base import Section, View, block
+from reports.views.base import Section, View, panel_blocks
 
 __all__ = ["GenericView", "coords_of", "coordinate_names", "metric_panels", "generic_points", "generic_lines"]
 
@@ -159,9 +159,7 @@ class GenericView(View):
     """Any analysis without a view of its own."""
 
     def _blocks(self, results: list[dict], palette: Palette) -> list:
-        blocks = [block(title, sentences, chart, records, results)
-                  for title, sentences, chart, records in metric_panels(results, palette)]
-        return [b for b in blocks if b is not None]
+        return panel_blocks(metric_panels(results, palette), results)
 
     def model_blocks(self, result, entry, palette):
         return self._blocks([result], palette)

@@ -16,7 +16,7 @@ from reports.html import anchor, esc, model_href
 from reports.numbers import data_tag
 from reports.views import patching_charts as pc
 from reports.views import patching_records as pr
-from reports.views.base import Headline, Section, View, block
+from reports.views.base import Headline, Section, View, panel_blocks
 
 __all__ = ["PatchingView", "patching_panels", "HALF", "threshold_findings", "head_findings",
            "attribution_findings", "baseline_findings", "STATE_TITLE"]
@@ -147,9 +147,7 @@ def patching_panels(results: list[dict]) -> list[tuple]:
 
 
 def _blocks(results: list[dict]) -> list:
-    made = [block(title, sentences, chart, records, results)
-            for title, sentences, chart, records in patching_panels(results)]
-    return [b for b in made if b is not None]
+    return panel_blocks(patching_panels(results), results)
 
 
 class PatchingView(View):

@@ -17,7 +17,7 @@ from reports.numbers import data_tag
 from reports.palette import Palette, family_palette
 from reports.views import retrieval_charts as rc
 from reports.views import retrieval_records as rr
-from reports.views.base import Headline, Section, View, block
+from reports.views.base import Headline, Section, View, panel_blocks
 
 __all__ = ["RetrievalView", "retrieval_panels", "baseline_findings", "phase_findings", "k95_findings",
            "head_findings", "ablation_findings", "headline_findings", "GRID_TITLE", "PHASE_TITLE"]
@@ -214,9 +214,7 @@ def retrieval_panels(results: list[dict], palette: Palette) -> list[tuple]:
 
 
 def _blocks(results: list[dict], palette: Palette) -> list:
-    made = [block(title, sentences, chart, records, results)
-            for title, sentences, chart, records in retrieval_panels(results, palette)]
-    return [b for b in made if b is not None]
+    return panel_blocks(retrieval_panels(results, palette), results)
 
 
 def _headline_kind(phases: list[dict]) -> str | None:
