@@ -37,12 +37,17 @@ SEMANTICS = ("edge u -> v: sender u's value (embedding, a component's output, a 
              "(path patching), metric = logit difference normalised 0 = corrupted run, 1 = clean run")
 
 
+def _wiring(hm):
+    """The model's edge wiring; MechHybridError saying why there is none for this analysis."""
+    if not speaks_zoo(hm):
+        raise MechHybridError("it does not speak the zoo's language (the needle pairs are zoo token ids)")
+    return discover(hm)
+
+
 def applies(hm, cfg: CircuitsConfig) -> str | None:
     """Why the analysis cannot run on `hm`, or None: it needs the zoo's language and an edge wiring."""
-    if not speaks_zoo(hm):
-        return "it does not speak the zoo's language (the needle pairs are zoo token ids)"
     try:
-        discover(hm)
+        _wiring(hm)
     except MechHybridError as exc:
         return str(exc)
     return None
@@ -83,14 +88,14 @@ def run(hm, config: CircuitsConfig | None = None, *, checkpoints: Checkpoints | 
         progress=None) -> Result:
     """Run the circuits analysis on `hm` (module docstring)."""
     cfg = config if config is not None else CircuitsConfig()
-    why = applies(hm, cfg)
-    if why:
-        raise MechHybridError(f"{ANALYSIS} does not apply to model {hm.name}: {why}")
+    t0 = time.process_time()
+    try:  # what `applies` checks, without running the wiring's probe forward twice
+        wiring = _wiring(hm)
+    except MechHybridError as exc:
+        raise MechHybridError(f"{ANALYSIS} does not apply to model {hm.name}: {exc}") from None
     pairs = zoo_pairs("needle_value", cfg.pairs, cfg.length, cfg.depth, cfg.seed)
     metric = LogitDiff(pairs.answers, pairs.corrupted_answers)
     timings = {}
-    t0 = time.process_time()
-    wiring = discover(hm)
     scores = edge_scores(hm, pairs.clean, pairs.corrupted, metric, cfg.method, cfg.ig_steps, wiring=wiring)
     timings["scores_cpu_s"] = time.process_time() - t0
     _step(progress)
