@@ -32,11 +32,12 @@ HIDDEN = 128
 class Recipe:
     """The one training recipe shared by every zoo model (same data, budget, optimiser)."""
 
-    version: int = 6
-    """Bumped whenever a field's default changes (cards record the whole recipe). Recipe 6 is recipe 5 with
+    version: int = 7
+    """Bumped whenever a field's default changes (cards record the whole recipe). Recipe 6 was recipe 5 with
     `stop_after_probe`: recipe 5's plateau rule stopped a model that had not begun to retrieve (Jamba, needle
     probe 0.015 at step 3,000), a plateau at chance, not convergence. The two train identically; only when a
-    run stops differs, so a recipe-5 run continues as a recipe-6 run (`zoo train --carry-over 5`)."""
+    run stops differs, so a recipe-5 run continues as a recipe-6 run (`zoo train --carry-over 5`). Recipe 7
+    changes what the warm-up draws (`warmup_mix`): see there."""
     steps: int = 8000
     """The most optimiser steps (exactly this many when stop_patience_steps is None). Recipe 4 trained every
     model for a fixed 5,000: the hybrids had learned to retrieve by step 2,000, the Transformer control never
@@ -72,6 +73,12 @@ class Recipe:
     packed rows, no text documents, copy documents alone); with answers only it began by step 200 (0.04) and
     reached 0.10 by step 500. The shipped Transformer (recipe 4, 5,000 steps) has no induction head: at most
     0.12 of any head's attention on the induction target and 0.40 on the previous token."""
+    warmup_mix: tuple[tuple[str, float], ...] | None = None
+    """What the warm-up draws; None: `mix`, every kind (text documents, which have no answers, weigh nothing).
+    Recipes 5-6 drew copy documents only, ((copy, 1),): the Transformer control then crossed needle 0.5 at step
+    2,250, but the Gated DeltaNet hybrid, which under recipe 4 (no warm-up) crossed 0.9 by step 2,000, was still
+    at chance (0.00-0.03) at step 4,250, and the Jamba-style hybrid at 3,425. Drawing the mix keeps the loss on
+    answers only (what let the Transformer start) without a phase in which copying is the only task."""
     seed: int = 0
     """Seed of initialisation and data order."""
     checkpoint_every: int = 250
@@ -107,6 +114,10 @@ class Recipe:
             raise MechHybridError(f"recipe stop_after_probe={self.stop_after_probe} must be between 0 and 1")
         if not 0 <= self.min_steps <= self.steps:
             raise MechHybridError(f"recipe min_steps={self.min_steps} must be between 0 and steps={self.steps}")
+        if self.warmup_mix is not None and (not self.warmup_mix or any(p < 0 for _, p in self.warmup_mix)
+                                            or sum(p for _, p in self.warmup_mix) <= 0):
+            raise MechHybridError(f"recipe warmup_mix={self.warmup_mix} must be (kind, probability) pairs with a "
+                                  f"positive total (or None: the mix)")
         if not self.probe_lengths or min(self.probe_lengths) < 19 or self.probe_needles_per_length < 1:
             raise MechHybridError(f"recipe probe_lengths={self.probe_lengths} must be lengths >= 19 (a needle "
                                   f"document's minimum) and probe_needles_per_length="

@@ -64,14 +64,15 @@ def quiet() -> None:
 def _document_rows(rng, recipe: Recipe, warmup: bool = False) -> list[tuple[list[int], list[float]]]:
     """`recipe.batch_size` documents, one per row: (token ids, per-token loss weights) each.
 
-    In the induction warm-up (`warmup`) every document is a copy document and only its answer (the repeated
-    span) is weighed, with weight 1. One document per row: packing four copy documents into a 256-token row
+    In the induction warm-up (`warmup`) documents are drawn from `recipe.warmup_mix` and only their answers
+    are weighed, with weight 1. One document per row: packing four copy documents into a 256-token row
     kept the Transformer control at chance (0.003 after 400 steps, answers only) where one per row learned.
     """
-    kinds, probs = zip(*recipe.mix)
+    mix = recipe.warmup_mix if warmup and recipe.warmup_mix is not None else recipe.mix
+    kinds, probs = zip(*mix)
     rows = []
     for _ in range(recipe.batch_size):
-        doc = lang.sample_doc(rng, "copy" if warmup else rng.choices(kinds, weights=probs)[0])
+        doc = lang.sample_doc(rng, rng.choices(kinds, weights=probs)[0])
         ids = encode_words(doc.words)[:recipe.seq_len]
         w = [0.0 if warmup else 1.0] * len(ids)
         for p in doc.random_positions:
@@ -90,7 +91,7 @@ def make_batch(step: int, recipe: Recipe = RECIPE):
 
     One document (starting with <bos>) per row, rows sorted by length (longest first) and right-padded to
     the longest; weights[b, t] weighs the prediction of token t (0 on <pad> and on each row's first token).
-    Steps before `recipe.induction_warmup_steps` draw copy documents weighed on their answers only.
+    Steps before `recipe.induction_warmup_steps` weigh answers only (the warm-up, drawn from recipe.warmup_mix).
     """
     import torch
 

@@ -89,7 +89,7 @@ def test_stop_reason_applies_the_budget_and_the_recipe_rule():
 
 
 def test_recipe_rejects_contradictory_stopping_fields():
-    for bad in (dict(stop_patience_steps=300), dict(stop_patience_steps=0), dict(min_steps=RECIPE.steps + 1), dict(induction_warmup_steps=RECIPE.steps + 1),
+    for bad in (dict(stop_patience_steps=300), dict(stop_patience_steps=0), dict(min_steps=RECIPE.steps + 1), dict(induction_warmup_steps=RECIPE.steps + 1), dict(warmup_mix=()), dict(warmup_mix=(("copy", 0.0),)),
                 dict(probe_lengths=()), dict(probe_lengths=(8,)), dict(probe_recall_docs=0)):
         with pytest.raises(MechHybridError, match="recipe"):
             dataclasses.replace(RECIPE, **bad)
