@@ -9,7 +9,9 @@ difference. Timed in turns (benchmarks/measure.py), as multiples of one plain fo
 - `edge_scores(method="eap")` (goal: <= 4 forward + backward equivalents) and `"eap-ig"` (goal: <= 2 x steps + 2),
   each beside its own `work` count;
 - `faithfulness` of 1, 4 and 16 circuits stacked (the analysis' curve and random circuits run so): the cost per
-  circuit, in forwards; the edge count does not change a run's cost (every receiver gets its delta either way).
+  circuit, in forwards; the edge count does not change a run's cost (every receiver gets its delta either way);
+- positional edges (`positional=True`, an edge per token): `eap` and `faithfulness` of the largest stack again,
+  as ratios to the per-edge ones (the same forwards; the position axis in the scores and the ablation masks).
 """
 
 from __future__ import annotations
@@ -50,6 +52,13 @@ def bench(name: str, pairs_n: int, length: int, steps: int, sizes, repeats: int)
         keeps = random_keeps(wiring.valid, min(10, wiring.n_edges), k, seed=k)
         fns[f"faithfulness x{k}"] = lambda keeps=keeps: faithfulness(hm, pairs.clean, pairs.corrupted, metric,
                                                                      keeps, wiring=wiring)
+    fns["eap positional"] = lambda: found.__setitem__("positional", edge_scores(
+        hm, pairs.clean, pairs.corrupted, metric, wiring=wiring, positional=True))
+    valid_at = wiring.valid[:, :, None].expand(-1, -1, length)
+    most = max(sizes)
+    per_token = random_keeps(valid_at, min(10 * length, int(valid_at.sum())), most, seed=most)
+    fns["faithfulness positional"] = lambda: faithfulness(hm, pairs.clean, pairs.corrupted, metric, per_token,
+                                                          wiring=wiring)
     times = interleaved_min_seconds(fns, repeats)
     fb = interleaved_min_seconds({"fb": forward_backward}, repeats, grad=True)["fb"]
     hm.hf_model.zero_grad(set_to_none=True)
@@ -64,6 +73,8 @@ def bench(name: str, pairs_n: int, length: int, steps: int, sizes, repeats: int)
     for k in sizes:
         seconds = times[f"faithfulness x{k}"]
         print(f"    {k:>2} circuit(s) stacked: {seconds / unit:6.2f} forwards, {seconds / unit / k:5.2f} per circuit")
+    print(f"  positional: eap {times['eap positional'] / times['eap']:5.2f}x the per-edge eap; faithfulness of "
+          f"{most} circuits {times['faithfulness positional'] / times[f'faithfulness x{most}']:5.2f}x")
 
 
 def main() -> None:

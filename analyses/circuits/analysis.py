@@ -7,6 +7,8 @@ last token; then measured by running the clean prompts with every other edge abl
 (`mechhybrid.circuits.faithfulness`, stacked forwards): the top-k curve (edges ranked by |score|) and random
 circuits of each size. The chosen circuit is the smallest top-k circuit on the curve whose measured faithfulness
 reaches `target` (or the `top_n` edges); its faithfulness and its complement alone (completeness) are reported.
+With `positional`, an edge is (sender, receiver, token): the curve, the random circuits and the chosen circuit
+count positional edges, and each is ablated at its token alone.
 """
 
 from __future__ import annotations
@@ -34,7 +36,9 @@ SEMANTICS = ("edge u -> v: sender u's value (embedding, a component's output, a 
              "units) in the residual stream receiver v (a component's input before its norm, or the logits) reads; "
              "score: (corrupted_u - clean_u) . d metric / d input_v on the clean run (EAP, noising), normalised; "
              "verification: the clean prompts with every edge outside the circuit carrying the {ablation} value "
-             "(path patching), metric = logit difference normalised 0 = corrupted run, 1 = clean run")
+             "(path patching), metric = logit difference normalised 0 = corrupted run, 1 = clean run{positions}")
+POSITIONS = ("; positional: an edge is (u, v, token p), scored and ablated at v's input at p alone (the clean "
+             "value of u at every other token)")
 
 
 def _wiring(hm):
@@ -64,9 +68,22 @@ def _sizes(cfg: CircuitsConfig, n_edges: int) -> list[int]:
 
 def _curve_keeps(scores, sizes: list[int]) -> torch.Tensor:
     ranked = ranked_edges(scores)
-    out = torch.zeros(len(sizes), *scores.wiring.valid.shape, dtype=torch.bool)
+    out = torch.zeros(len(sizes), *scores.valid.shape, dtype=torch.bool)
     for c, k in enumerate(sizes):
-        out[c, ranked[:k, 0], ranked[:k, 1]] = True
+        out[(torch.full((min(k, len(ranked)),), c), *ranked[:k].T)] = True
+    return out
+
+
+def _edge_table(scores, keep: torch.Tensor) -> list[dict]:
+    """One entry per edge (per edge and token when positional): its names, score and whether it is kept."""
+    wiring, out = scores.wiring, []
+    edges = scores.valid.nonzero()
+    values, kept = scores.values[tuple(edges.T)].tolist(), keep[tuple(edges.T)].tolist()
+    for (i, j, *at), value, k in zip(edges.tolist(), values, kept):
+        entry = {"sender": wiring.senders[i].name, "receiver": wiring.receivers[j].name}
+        if at:
+            entry["position"] = at[0]
+        out.append(dict(entry, score=value, kept=k))
     return out
 
 
@@ -96,16 +113,18 @@ def run(hm, config: CircuitsConfig | None = None, *, checkpoints: Checkpoints | 
     pairs = zoo_pairs("needle_value", cfg.pairs, cfg.length, cfg.depth, cfg.seed)
     metric = LogitDiff(pairs.answers, pairs.corrupted_answers)
     timings = {}
-    scores = edge_scores(hm, pairs.clean, pairs.corrupted, metric, cfg.method, cfg.ig_steps, wiring=wiring)
+    scores = edge_scores(hm, pairs.clean, pairs.corrupted, metric, cfg.method, cfg.ig_steps, wiring=wiring,
+                         positional=cfg.positional)
     timings["scores_cpu_s"] = time.process_time() - t0
     _step(progress)
     t0 = time.process_time()
     states = state_nodes(hm, pairs.clean, pairs.corrupted, metric, wiring=wiring)
     timings["states_cpu_s"] = time.process_time() - t0
     _step(progress)
-    sizes = _sizes(cfg, wiring.n_edges)
-    randoms = [(k, random_keeps(wiring.valid, k, cfg.random_trials, cfg.seed + k)) for k in sizes
-               if k < wiring.n_edges]
+    valid = scores.valid
+    n_edges = int(valid.sum())
+    sizes = _sizes(cfg, n_edges)
+    randoms = [(k, random_keeps(valid, k, cfg.random_trials, cfg.seed + k)) for k in sizes if k < n_edges]
     curve = _curve_keeps(scores, sizes)
     t0 = time.process_time()
     measured = faithfulness(hm, pairs.clean, pairs.corrupted, metric, torch.cat([curve] + [r for _, r in randoms]),
@@ -115,7 +134,7 @@ def run(hm, config: CircuitsConfig | None = None, *, checkpoints: Checkpoints | 
     random = {k: rest[i * cfg.random_trials:(i + 1) * cfg.random_trials] for i, (k, _) in enumerate(randoms)}
     keep = prune(scores, top_n=cfg.top_n) if cfg.top_n else curve[_chosen(sizes, top, cfg.target)]
     # The chosen circuit's own faithfulness (measured again when top_n picked it) and its complement alone.
-    chosen = faithfulness(hm, pairs.clean, pairs.corrupted, metric, torch.stack([keep, wiring.valid & ~keep]),
+    chosen = faithfulness(hm, pairs.clean, pairs.corrupted, metric, torch.stack([keep, valid & ~keep]),
                           cfg.ablation, wiring=wiring)
     timings["faithfulness_cpu_s"] = time.process_time() - t0
     _step(progress)
@@ -127,8 +146,10 @@ def run(hm, config: CircuitsConfig | None = None, *, checkpoints: Checkpoints | 
     rows += curve_rows(sizes, top, random, pairs.n, cfg.seed)
     rows += baseline_rows(measured.clean_metric, measured.corrupted_metric, pairs.n, cfg.seed)
     rows += graph_rows(graph, pairs.n, cfg.seed)
-    extra = {"semantics": SEMANTICS.format(ablation="corrupted run's" if cfg.ablation == "patch" else "mean"),
-             "edges": wiring.n_edges, "senders": len(wiring.senders), "receivers": len(wiring.receivers),
+    extra = {"semantics": SEMANTICS.format(ablation="corrupted run's" if cfg.ablation == "patch" else "mean",
+                                           positions=POSITIONS if cfg.positional else ""),
+             "edges": n_edges, "positional": cfg.positional, "senders": len(wiring.senders),
+             "receivers": len(wiring.receivers),
              "work": {"scores": scores.work, "faithfulness": measured.forwards + chosen.forwards,
                       "circuits": keeps_run},
              "state_positions": sorted({s.position for s in states}),
@@ -137,7 +158,5 @@ def run(hm, config: CircuitsConfig | None = None, *, checkpoints: Checkpoints | 
                     data=[DataInfo("zoo-needle_value", f"seed {cfg.seed}", pairs.n)], seed=cfg.seed,
                     versions=library_versions(), rows=rows, extra=extra)
     result.attach("circuit", graph)
-    result.attach("edges", [{"sender": wiring.senders[i].name, "receiver": wiring.receivers[j].name,
-                             "score": float(scores.values[i, j]), "kept": bool(keep[i, j])}
-                            for i, j in wiring.edges()])
+    result.attach("edges", _edge_table(scores, keep))
     return result

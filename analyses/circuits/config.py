@@ -45,6 +45,12 @@ class CircuitsConfig:
     over the clean run)."""
     seed: int = 0
     """Seed of the pairs' draws and of the random circuits."""
+    positional: bool = False
+    """Edges per token (sender -> receiver at position p, as in the Mamba IOI circuits, arXiv 2407.14008): scored,
+    pruned, drawn and ablated at each position alone. Same forwards; costs `length` times the edges (scores,
+    the curve's sizes, random circuits and the `edges` side table, in memory and on disk) and a `position` axis on
+    each ablation mask (scoring and faithfulness 0.9-1.3x the per-edge time on the zoo's GDN and Jamba
+    hybrids, benchmarks/bench_circuits.py). Off in the quick profile."""
 
     def __post_init__(self):
         check_types(self)

@@ -8,7 +8,7 @@
 - the unablated runs: condition `baseline`, metric `logit_diff_raw`, coordinate `run` (clean | corrupted);
 - the drawing: one `node_score` row per node of the chosen circuit (coords `node`, `kind`, `layer`, `head` where
   it is one, `position` where it is a state) and one `edge_score` row per edge (coords `sender`, `receiver`,
-  `edge_kind`, `layer` = the sender's).
+  `edge_kind`, `layer` = the sender's, and `position` = its token where edges are positional).
 """
 
 from __future__ import annotations
@@ -58,8 +58,18 @@ def graph_rows(graph, n: int, seed: int) -> list[Row]:
             coords["position"] = int(d["position"])
         rows.append(Row(f"node:{node}", "attribution", "node_score", _finite(d["score"]), n=n, seed=seed,
                         coords=coords))
-    for u, v, d in sorted(graph.edges(data=True)):
-        rows.append(Row(f"edge:{u}->{v}", "attribution", "edge_score", _finite(d["score"]), n=n, seed=seed,
-                        coords={"sender": u, "receiver": v, "edge_kind": d["kind"],
-                                "layer": graph.nodes[u]["layer"]}))
+    for u, v, d in sorted(_edges(graph), key=lambda e: (e[0], e[1], e[2].get("position", ""))):
+        coords = {"sender": u, "receiver": v, "edge_kind": d["kind"], "layer": graph.nodes[u]["layer"]}
+        name = f"edge:{u}->{v}"
+        if d.get("position", "all") != "all":
+            coords["position"] = int(d["position"])
+            name += f"@{d['position']}"
+        rows.append(Row(name, "attribution", "edge_score", _finite(d["score"]), n=n, seed=seed, coords=coords))
     return rows
+
+
+def _edges(graph) -> list[tuple]:
+    """(u, v, attributes) of every edge; a positional graph's parallel edges each once."""
+    if graph.is_multigraph():
+        return [(u, v, d) for u, v, _, d in graph.edges(keys=True, data=True)]
+    return list(graph.edges(data=True))

@@ -32,7 +32,11 @@ NOTES = (
     "output, or every head) and run the rest of the model on the unchanged prefix.",
     "Edits: S <- S + beta k (v' - S^T k)^T on every head of a GDN memory right before the question token, k the "
     "layer's unit key at the probe's position, v' the value vector it computes at the first value token of the "
-    "same prompt with another value; Mamba states get no edit (no delta-rule write to mirror).",
+    "same prompt with another value.",
+    "Mamba edits (Mamba-2, Mamba-1; probe query): per head (Mamba-1: per channel) h <- h + (y' - h c) c^T / "
+    "(c^T c) on the state right before the question token, c the question token's C times its decay exp(dt A) "
+    "(what it reads that state with), y' what the question token reads from that state in the same prompt with "
+    "another value; the question token's own write and D skip are left as they are.",
 )
 
 
@@ -65,7 +69,8 @@ def count(hm, config: MemoryLensConfig | None = None) -> int:
 
 
 def run(hm, config: MemoryLensConfig | None = None, *, checkpoints=None, progress=None) -> Result:
-    """The lens over the zoo's needle grid: readouts per layer, head and probe; edits on GDN memories."""
+    """The lens over the zoo's needle grid: readouts per layer, head and probe; edits on GDN memories and Mamba
+    states."""
     cfg = config if config is not None else MemoryLensConfig()
     why = applies(hm, cfg)
     if why:

@@ -23,7 +23,8 @@ output at the question token replaced by it, the rest of the model run on top.""
 class MemoryLensConfig:
     """Reads every Gated DeltaNet / Mamba state at the question token with the needle's key and the question's
     query, per layer and head, over needle depth and context length, split by whether the model answered; then
-    writes KEY -> another value into the Gated DeltaNet memories and counts how often the answer flips."""
+    edits the memories towards another value (Gated DeltaNet: KEY -> value written; Mamba: what the question
+    reads set to the other prompt's) and counts how often the answer flips."""
 
     lengths: tuple[int, ...] = (64, 128, 256)
     """Context lengths (tokens of the whole zoo needle prompt)."""
@@ -38,9 +39,12 @@ class MemoryLensConfig:
     through_model: bool = True
     """Also run each readout through the rest of the model (one 1-token forward per readout)."""
     edit: bool = True
-    """The causal check: write KEY -> another value into each Gated DeltaNet memory before the question token."""
+    """The causal check, before the question token: write KEY -> another value into each Gated DeltaNet memory
+    (per key / value probe), and set what the question reads from each Mamba state to what it reads in the prompt
+    with the other value (a rank-1 edit; one more 1-token forward per layer and per kind)."""
     beta: float = 1.0
-    """Strength of the delta-rule write (1: reading with the key returns exactly the other value's vector)."""
+    """Strength of the delta-rule write (1: reading with the key returns exactly the other value's vector); the
+    Mamba edit is always exact."""
 
     def __post_init__(self):
         check_types(self)

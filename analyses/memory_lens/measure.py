@@ -1,8 +1,14 @@
 """One batch of needle prompts through the memory lens: per prompt, the true value token's rank and probability
-under every readout, and whether each write of KEY -> another value flips the answer.
+under every readout, and whether each edit of a memory towards another value flips the answer.
 
-Records are keyed by (layer, head, probe, readout) with head -1 for all heads, and (layer, probe) for edits
-with layer -1 for every Gated DeltaNet layer written at once.
+The counterfactual of an edit is the same prompt with another value (`other_values`). A Gated DeltaNet memory gets
+the delta-rule write KEY -> that prompt's value vector (`write_associations`, per key / value probe). A Mamba
+state (Mamba-2, Mamba-1) gets the minimal-norm rank-1 edit along the question token's own read vector
+(`write_readouts` with `carried`: its C times its decay exp(dt A)), so that what the question token reads from the
+state before it is what it reads in the other prompt; labelled probe `query`.
+
+Records are keyed by (layer, head, probe, readout) with head -1 for all heads, and (layer, kind, probe) for edits
+with layer -1 for every layer of that kind edited at once.
 """
 
 from __future__ import annotations
@@ -13,8 +19,8 @@ from dataclasses import dataclass, field
 import torch
 
 from mechhybrid.lens import Alternative, direct_logits, head_only, last_token_logits, memory_lens, with_head
-from mechhybrid.lens import lens_components, write_associations
-from mechhybrid.lens.memory import GatedDeltaNet
+from mechhybrid.lens import carried, lens_components, write_associations, write_readouts
+from mechhybrid.lens.memory import GatedDeltaNet, Mamba1, Mamba2
 
 from ..retrieval.prompts import NeedlePrompt
 
@@ -51,7 +57,7 @@ class Batch:
     reads: dict[tuple, list[tuple[int, float]]] = field(default_factory=dict)
     """(layer, head, probe, readout) -> per prompt (rank of the true token, 1 = first; its probability)."""
     edits: dict[tuple, list[tuple[bool, bool]]] = field(default_factory=dict)
-    """(layer, probe) -> per prompt (flipped to the written value, top-1 changed at all)."""
+    """(layer, kind, probe) -> per prompt (flipped to the written value, top-1 changed at all)."""
 
 
 def _rank_prob(logits: torch.Tensor, target: torch.Tensor) -> list[tuple[int, float]]:
@@ -87,38 +93,54 @@ def measure(hm, prompts: list[NeedlePrompt], probes, through_model: bool, edit: 
                     alternatives.append(Alternative(outputs={layer: lens.output(swapped)}))
                     keys.append(("read", (layer, head, probe, "model")))
     if edit:
-        _edit_alternatives(hm, prompts, lenses, probes, beta, seed, alternatives, keys)
+        _edit_alternatives(hm, pre, prompts, lenses, probes, beta, seed, alternatives, keys)
     if alternatives:
         logits = last_token_logits(hm, pre, lens_components(hm), alternatives)
         _collect(batch, keys, logits, target, pre.logits.argmax(-1), prompts, seed)
     return batch
 
 
-def _edit_alternatives(hm, prompts, lenses, probes, beta, seed, alternatives, keys) -> None:
-    """KEY -> other value written into every GDN memory before the question token (one layer, then all)."""
+def _edit_alternatives(hm, pre, prompts, lenses, probes, beta, seed, alternatives, keys) -> None:
+    """Every GDN memory and Mamba state edited before the question token towards the other value (module
+    docstring): each layer alone, then every layer of a kind at once."""
     gdn = {layer: lens for layer, lens in lenses.items() if lens.reader is GatedDeltaNet}
+    mamba = {layer: lens for layer, lens in lenses.items() if lens.reader in (Mamba2, Mamba1)}
     probes = [p for p in probes if p != "query"]
-    if not gdn or not probes:
+    if not mamba and not (gdn and probes):
         return
-    others = other_values(prompts, seed)
-    counter = [list(p.ids) for p in prompts]
-    for row, (p, other) in enumerate(zip(prompts, others)):
-        for pos, token in zip(p.value_positions, other):
-            counter[row][pos] = token
-    _, counter_lenses = memory_lens(hm, torch.tensor(counter, device=hm.device), layers=list(gdn))
+    edited = {**mamba, **(gdn if probes else {})}
+    counter_pre, counter = memory_lens(hm, _counter_ids(hm, prompts, seed), layers=sorted(edited))
     rows = torch.arange(len(prompts))
     first_value = torch.tensor([p.value_positions[0] for p in prompts])
     positions = _positions(prompts, probes)
-    for probe in probes:
+    for probe in probes if gdn else ():
         fns = {}
         for layer, lens in gdn.items():
             key = lens.parts.keys[rows, positions[probe]]
-            value = counter_lenses[layer].parts.values[rows, first_value]
-            fns[layer] = write_associations(key, value, beta)
-            alternatives.append(Alternative(edits={layer: fns[layer]}))
-            keys.append(("edit", (layer, probe)))
-        alternatives.append(Alternative(edits=fns))
-        keys.append(("edit", (ALL, probe)))
+            fns[layer] = write_associations(key, counter[layer].parts.values[rows, first_value], beta)
+        _add_edits(fns, next(iter(gdn.values())).kind, probe, alternatives, keys)
+    if mamba:
+        fns = {layer: write_readouts(carried(pre, lens)[0], carried(counter_pre, counter[layer])[1])
+               for layer, lens in mamba.items()}
+        _add_edits(fns, next(iter(mamba.values())).kind, "query", alternatives, keys)
+
+
+def _add_edits(fns: dict, kind: str, probe: str, alternatives: list, keys: list) -> None:
+    """One alternative per layer's edit, then one with them all."""
+    for layer, fn in fns.items():
+        alternatives.append(Alternative(edits={layer: fn}))
+        keys.append(("edit", (layer, kind, probe)))
+    alternatives.append(Alternative(edits=fns))
+    keys.append(("edit", (ALL, kind, probe)))
+
+
+def _counter_ids(hm, prompts, seed) -> torch.Tensor:
+    """The prompts with their needle's value replaced by the other value (`other_values`)."""
+    counter = [list(p.ids) for p in prompts]
+    for row, (p, other) in enumerate(zip(prompts, other_values(prompts, seed))):
+        for pos, token in zip(p.value_positions, other):
+            counter[row][pos] = token
+    return torch.tensor(counter, device=hm.device)
 
 
 def _collect(batch: Batch, keys, logits, target, base_top, prompts, seed) -> None:

@@ -5,7 +5,9 @@ whose true value token ranks first (`top1:<readout>`), its mean probability (`pr
 bootstrap intervals, and its median rank (`rank:<readout>`); over all prompts and split by whether the model
 answered right (`answered` = right / wrong). All-head readouts also per context length and per depth.
 Edits (`edit:<probe>`): the fraction of prompts whose answer flips to the written value (`flip`) and whose top-1
-changes at all (`changed`), per layer and for every Gated DeltaNet layer at once (no `layer` coordinate).
+changes at all (`changed`), per layer and for every layer of its kind at once (no `layer` coordinate); `kind`
+says which memory was edited (`linear_attention`: the delta-rule write per key / value probe; `ssm`: the Mamba
+rank-1 edit along the question's read vector, probe `query`).
 Baseline: the model's own top-1 accuracy on the first value token (`acc`), overall and per length and depth.
 """
 
@@ -67,8 +69,8 @@ def read_rows(prompts, answered, reads: dict, kinds: dict, seed: int) -> list[Ro
 
 def edit_rows(prompts, answered, edits: dict, seed: int) -> list[Row]:
     rows = []
-    for (layer, probe), outcomes in sorted(edits.items()):
-        base = {"kind": "linear_attention", "probe": probe, **({} if layer == ALL else {"layer": layer})}
+    for (layer, kind, probe), outcomes in sorted(edits.items()):
+        base = {"kind": kind, "probe": probe, **({} if layer == ALL else {"layer": layer})}
         for extra, idx in _splits(prompts, answered, by_cell=False):
             coords = {**base, **extra}
             rows.append(_mean_row(f"edit:{probe}", "patch", "flip", [outcomes[i][0] for i in idx], seed, coords))

@@ -12,6 +12,11 @@ corrupted residual); no edge ablated is the clean run (tests/core/test_circuits.
 
 `faithfulness(...)` -> the metric of each circuit's run, normalised like a sweep: 0 = the corrupted run, 1 = the
 clean run (the full model). Circuits run stacked, one row per (circuit, prompt), `max_rows` rows a forward.
+
+Positional circuits (`keeps[circuit, sender, receiver, position]`, from positional edge scores): an edge is ablated
+at chosen positions only: v's input at position p gets u's ablated value there where (u -> v, p) is outside the
+circuit, and u's value in this run at every other position. Prompts of one length; the position axis is the
+longest track's (prompt + the metric's suffix), as in the scores.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from mechhybrid.circuits.run import edge_forward
-from mechhybrid.circuits.scores import Setup, collect, setup_runs
+from mechhybrid.circuits.scores import Setup, check_one_length, collect, setup_runs, track_width
 from mechhybrid.circuits.wiring import Wiring
 from mechhybrid.errors import MechHybridError
 from mechhybrid.tracing.metrics import check_metric, normalise, normalising_gap
@@ -62,16 +67,22 @@ def _ablated_values(setup: Setup, ablation: str) -> list[torch.Tensor]:
 
 
 def _run_chunk(setup: Setup, track: int, ablate: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
-    """`[circuit, batch, read, vocab]` logits of one track with `ablate[circuit, sender, receiver]` edges ablated."""
+    """`[circuit, batch, read, vocab]` logits of one track with `ablate[circuit, sender, receiver(, position)]`
+    edges ablated."""
     t = setup.tracks[track]
     n_circuits, batch = ablate.shape[0], t.base.shape[0]
     ids, reads = t.base.repeat(n_circuits, 1), t.reads.repeat(n_circuits, 1)
-    rows = ablate.repeat_interleave(batch, 0).to(source.dtype)  # [row, sender, receiver]
+    rows = ablate.repeat_interleave(batch, 0).to(source.dtype)  # [row, sender, receiver(, position)]
+    if rows.ndim == 4:
+        rows = rows[..., :ids.shape[1]]  # this track's positions (a shorter track has fewer)
     pending: dict = {}
 
     def on_senders(indices, values):
         diff = values - source[indices].repeat(1, n_circuits, 1, 1)  # [k, row, seq, d_model]
-        add = torch.einsum("rkv,krpd->vrpd", rows[:, indices, :], diff)
+        if rows.ndim == 4:
+            add = torch.einsum("rkvp,krpd->vrpd", rows[:, indices], diff)
+        else:
+            add = torch.einsum("rkv,krpd->vrpd", rows[:, indices, :], diff)
         for j in range(add.shape[0]):
             if bool(rows[:, indices, j].any()):
                 pending[j] = pending[j] + add[j] if j in pending else add[j]
@@ -86,15 +97,20 @@ def _run_chunk(setup: Setup, track: int, ablate: torch.Tensor, source: torch.Ten
 
 def faithfulness(hm, clean, corrupted, metric, keeps: torch.Tensor, ablation: str = "patch",
                  wiring: Wiring | None = None, max_rows: int = 64) -> Faithfulness:
-    """Run the clean prompts once per circuit in `keeps` (`[circuit, sender, receiver]` bool) with every other
-    edge ablated (module docstring); measured, never estimated."""
+    """Run the clean prompts once per circuit in `keeps` (`[circuit, sender, receiver]` bool, or
+    `[circuit, sender, receiver, position]` for positional circuits) with every other edge ablated (module
+    docstring); measured, never estimated."""
     if ablation not in ABLATIONS:
         raise MechHybridError(f"unknown ablation {ablation!r}; choose one of {', '.join(ABLATIONS)}")
     setup = setup_runs(hm, clean, corrupted, metric, wiring)
     valid = setup.wiring.valid
-    if keeps.ndim != 3 or tuple(keeps.shape[1:]) != tuple(valid.shape):
-        raise MechHybridError(f"keeps must be [circuit, {valid.shape[0]}, {valid.shape[1]}] (sender x receiver), "
-                              f"got {tuple(keeps.shape)}")
+    if keeps.ndim == 4:
+        check_one_length(setup, "positional circuits")
+        valid = valid[:, :, None].expand(-1, -1, track_width(setup))
+    if keeps.ndim not in (3, 4) or tuple(keeps.shape[1:]) != tuple(valid.shape):
+        shape = ", ".join(map(str, valid.shape))
+        raise MechHybridError(f"keeps must be [circuit, {shape}] (sender x receiver{' x position' * (keeps.ndim == 4)}"
+                              f"), got {tuple(keeps.shape)}")
     ablate = valid[None] & ~keeps.bool()
     source = _ablated_values(setup, ablation)
     reads_clean = [collect(setup, "clean", k, grad=False)[0] for k in range(len(setup.tracks))]
@@ -122,7 +138,8 @@ def _score(setup: Setup, reads: list, reference: tuple) -> torch.Tensor:
 
 
 def random_keeps(valid: torch.Tensor, k: int, trials: int, seed: int) -> torch.Tensor:
-    """`[trial, sender, receiver]`: `trials` circuits of `k` edges drawn uniformly (seeded) from the valid ones."""
+    """`[trial, *valid.shape]`: `trials` circuits of `k` edges drawn uniformly (seeded) from the valid ones
+    (`valid`: `[sender, receiver]`, or `[sender, receiver, position]` for positional edges)."""
     edges = valid.nonzero()
     if not 1 <= k <= len(edges):
         raise MechHybridError(f"a random circuit of {k} edges: the model has {len(edges)} edges")
@@ -130,5 +147,5 @@ def random_keeps(valid: torch.Tensor, k: int, trials: int, seed: int) -> torch.T
     out = torch.zeros(trials, *valid.shape, dtype=torch.bool)
     for t in range(trials):
         pick = edges[torch.randperm(len(edges), generator=generator)[:k]]
-        out[t, pick[:, 0], pick[:, 1]] = True
+        out[(torch.full((k,), t), *pick.T)] = True
     return out

@@ -19,42 +19,56 @@ at least the smallest |score| of a kept residual edge, with two `state` edges: m
 writes it from its input at tokens <= p) and state -> the mixer's sender nodes in the circuit (its output at
 tokens > p reads it). Both carry the state's score. They describe; they are not ablated on their own: the
 evaluation ablates residual edges, so a state's part is measured through its mixer's edges.
+
+Positional scores (`edge_scores(..., positional=True)`): an edge is (sender, receiver, position), ranked and
+pruned the same way (`keep` is `[sender, receiver, position]`). Nodes stay per component and head; the graph is a
+networkx MultiDiGraph whose residual edges are keyed by their position (int) and carry `position` (the token, as
+a str) besides `score` and `kind`; internal and state edges have key -1 and position "all". Node scores are the
+summed (non-positional) ones. node-link JSON reads back as it is; GraphML reads back identically with
+`networkx.read_graphml(path, force_multigraph=True)` (without it, a file with no parallel edges becomes a DiGraph).
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from mechhybrid.circuits.scores import EdgeScores
 from mechhybrid.circuits.wiring import LOGITS
 from mechhybrid.errors import MechHybridError
 
-__all__ = ["prune", "ranked_edges", "circuit_graph", "graph_counts"]
+__all__ = ["NO_POSITION", "prune", "ranked_edges", "circuit_graph", "graph_counts"]
+
+
+NO_POSITION = -1
+"""The edge key of internal and state edges in a positional graph (residual edges are keyed by their token)."""
 
 
 def ranked_edges(scores: EdgeScores) -> torch.Tensor:
-    """`[edge, 2]` (sender, receiver) of every valid edge, by |score| descending (ties: sender-major order)."""
-    edges = scores.wiring.valid.nonzero()
-    magnitude = scores.values[edges[:, 0], edges[:, 1]].abs()
-    order = sorted(range(len(edges)), key=lambda i: (-float(magnitude[i]), i))
+    """`[edge, 2]` (sender, receiver) of every valid edge, or `[edge, 3]` (sender, receiver, position) for
+    positional scores, by |score| descending (ties: sender-major order)."""
+    edges = scores.valid.nonzero()
+    magnitude = scores.values[tuple(edges.T)].abs()
+    order = torch.from_numpy(np.lexsort((np.arange(len(edges)), -magnitude.double().numpy())))
     return edges[order]
 
 
 def _keep(scores: EdgeScores, edges: torch.Tensor) -> torch.Tensor:
-    keep = torch.zeros_like(scores.wiring.valid)
-    keep[edges[:, 0], edges[:, 1]] = True
+    keep = torch.zeros_like(scores.valid)
+    keep[tuple(edges.T)] = True
     return keep
 
 
 def prune(scores: EdgeScores, top_n: int | None = None, fraction: float | None = None) -> torch.Tensor:
-    """`[sender, receiver]` bool: the kept edges (module docstring). Exactly one of `top_n`, `fraction`."""
+    """`[sender, receiver]` (positional: `[sender, receiver, position]`) bool: the kept edges (module docstring).
+    Exactly one of `top_n`, `fraction`."""
     if (top_n is None) == (fraction is None):
         raise MechHybridError("circuit target: give exactly one of top_n (edges kept) and fraction (of the summed "
                               "effect kept)")
     ranked = ranked_edges(scores)
-    magnitude = scores.values[ranked[:, 0], ranked[:, 1]].abs()
+    magnitude = scores.values[tuple(ranked.T)].abs()
     if fraction is not None:
         if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1 \
                 or not math.isfinite(fraction):
@@ -81,6 +95,7 @@ def _attrs(kind: str, layer: int, head, position="all", score: float = 0.0) -> d
 def _node_scores(scores: EdgeScores) -> dict:
     """name -> score: a sender's summed edge scores, a component with heads its heads' total, the logits the sum
     over the edges into them (every valid edge, not only the kept ones)."""
+    scores = scores.summed()
     out_sum, wiring = scores.values.sum(1), scores.wiring
     found = {LOGITS: float(scores.values[:, -1].sum())}
     for i, s in enumerate(wiring.senders):
@@ -90,23 +105,36 @@ def _node_scores(scores: EdgeScores) -> dict:
     return found
 
 
+def _edge(graph, u: str, v: str, score: float, kind: str, position=None) -> None:
+    """One edge: plain in a DiGraph; keyed by its position (NO_POSITION for none) in a positional MultiDiGraph."""
+    if not graph.is_multigraph():
+        graph.add_edge(u, v, score=score, kind=kind)
+        return
+    key = NO_POSITION if position is None else int(position)
+    graph.add_edge(u, v, key=key, score=score, kind=kind, position="all" if position is None else str(position))
+
+
 def circuit_graph(scores: EdgeScores, keep: torch.Tensor, states=()):
-    """The DiGraph of the kept edges (module docstring)."""
+    """The DiGraph (positional scores: MultiDiGraph) of the kept edges (module docstring)."""
     import networkx as nx
 
+    if tuple(keep.shape) != tuple(scores.values.shape):
+        raise MechHybridError(f"keep has shape {tuple(keep.shape)}, the scores {tuple(scores.values.shape)}")
     wiring, values, totals = scores.wiring, scores.values, _node_scores(scores)
-    graph = nx.DiGraph(metric=scores.metric, method=scores.method, direction=scores.direction,
-                       normalised=scores.normalised)
-    for i, j in (keep & wiring.valid).nonzero().tolist():
+    kind = nx.MultiDiGraph if scores.positional else nx.DiGraph
+    graph = kind(metric=scores.metric, method=scores.method, direction=scores.direction,
+                 normalised=scores.normalised)
+    kept = keep & scores.valid
+    for i, j, *at in kept.nonzero().tolist():
         s, r = wiring.senders[i], wiring.receivers[j]
         graph.add_node(s.name, **_attrs(s.kind, s.layer, s.head, score=totals[s.name]))
         if s.head is not None:
             c = s.component
             graph.add_node(c.name, **_attrs(c.kind, c.layer, None, score=totals[c.name]))
-            graph.add_edge(c.name, s.name, score=0.0, kind="internal")
+            _edge(graph, c.name, s.name, 0.0, "internal")
         graph.add_node(r.name, **_attrs(r.kind, r.layer, None, score=totals.get(r.name, 0.0)))
-        graph.add_edge(s.name, r.name, score=float(values[i, j]), kind="residual")
-    _add_states(graph, scores, keep & wiring.valid, states)
+        _edge(graph, s.name, r.name, float(values[(i, j, *at)]), "residual", at[0] if at else None)
+    _add_states(graph, scores, kept, states)
     return graph
 
 
@@ -127,12 +155,12 @@ def _add_states(graph, scores: EdgeScores, keep: torch.Tensor, states) -> None:
         graph.add_node(node.name, **_attrs("state", node.layer, None, node.position, node.value))
         graph.add_node(component.name, **dict(graph.nodes.get(component.name) or _attrs(
             component.kind, component.layer, None)))
-        graph.add_edge(component.name, node.name, score=float(node.value), kind="state")
+        _edge(graph, component.name, node.name, float(node.value), "state")
         for s in carriers[node.layer]:
             if s.head is not None and s.name in graph:
-                graph.add_edge(node.name, s.name, score=float(node.value), kind="state")
+                _edge(graph, node.name, s.name, float(node.value), "state")
         if not any(s.head is not None for s in carriers[node.layer]):
-            graph.add_edge(node.name, component.name, score=float(node.value), kind="state")
+            _edge(graph, node.name, component.name, float(node.value), "state")
 
 
 def graph_counts(graph) -> dict:

@@ -18,12 +18,17 @@ and its backward); `eap-ig`, the gradient averaged over `ig_steps` midpoints of 
 the source token embeddings (EAP-IG, Hanna et al. 2024), times the same differences (work 2 + 2 x steps). One
 forward of the prompts on every track of the metric counts 1, one backward through it 1.
 
-Axis names: `sender`, `receiver`, `batch`, `seq`, `d_model`, `read`, `vocab`.
+`positional=True` keeps the position axis: the score of (u -> v, p) is the same product at position p alone (v's
+input there, summed over rows), so summing over p gives the edge's score. Position p is the token index in each
+track (prompt + the metric's suffix), shared by rows, so every prompt must have one length; a track's padding
+scores 0. Same forwards and backward; the scores take `[sender, receiver, position]` floats.
+
+Axis names: `sender`, `receiver`, `batch`, `seq`, `d_model`, `read`, `vocab`, `position` (= `seq`, kept).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -35,7 +40,8 @@ from mechhybrid.tracing.metrics import AnswerRank, as_metric, check_metric, norm
 from mechhybrid.tracing.pairs import as_pairs
 from mechhybrid.tracing.sweep import DIRECTIONS
 
-__all__ = ["EDGE_METHODS", "EdgeScores", "edge_scores", "Setup", "setup_runs", "collect"]
+__all__ = ["EDGE_METHODS", "EdgeScores", "edge_scores", "Setup", "setup_runs", "collect", "check_one_length",
+           "track_width"]
 
 EDGE_METHODS = ("eap", "eap-ig")
 
@@ -46,7 +52,8 @@ class EdgeScores:
 
     wiring: Wiring
     values: torch.Tensor
-    """`[sender, receiver]` float32, normalised as the metric (0 where the edge does not exist)."""
+    """`[sender, receiver]` float32, normalised as the metric (0 where the edge does not exist); positional
+    scores: `[sender, receiver, position]`."""
     raw: torch.Tensor
     """The same in the metric's own units."""
     clean_metric: float
@@ -57,6 +64,29 @@ class EdgeScores:
     method: str
     work: float
     """Forward-equivalents spent (module docstring)."""
+
+    def __post_init__(self):
+        if self.values.shape != self.raw.shape or self.values.ndim not in (2, 3) \
+                or tuple(self.values.shape[:2]) != tuple(self.wiring.valid.shape):
+            raise MechHybridError(f"edge scores of shape {tuple(self.values.shape)} / {tuple(self.raw.shape)} do "
+                                  f"not fit {tuple(self.wiring.valid.shape)} (sender x receiver [x position])")
+
+    @property
+    def positional(self) -> bool:
+        """Whether the scores keep the position axis (`[sender, receiver, position]`)."""
+        return self.values.ndim == 3
+
+    @property
+    def valid(self) -> torch.Tensor:
+        """Which entries of `values` are edges: the wiring's, at every position when positional."""
+        valid = self.wiring.valid
+        return valid[:, :, None].expand_as(self.values) if self.positional else valid
+
+    def summed(self) -> "EdgeScores":
+        """The scores summed over positions (the non-positional scores); itself when not positional."""
+        if not self.positional:
+            return self
+        return replace(self, values=self.values.sum(-1), raw=self.raw.sum(-1))
 
 
 @dataclass
@@ -130,8 +160,9 @@ def _embeddings(setup: Setup, role: str, track: int) -> torch.Tensor:
 
 
 def edge_scores(hm, clean, corrupted, metric, method: str = "eap", ig_steps: int = 5, direction: str = "noise",
-                wiring: Wiring | None = None) -> EdgeScores:
-    """Score every edge (module docstring). `clean` / `corrupted`: pairs as for `mechhybrid.tracing.sweep`."""
+                wiring: Wiring | None = None, positional: bool = False) -> EdgeScores:
+    """Score every edge (module docstring). `clean` / `corrupted`: pairs as for `mechhybrid.tracing.sweep`;
+    `positional`: one score per edge and position (prompts of one length)."""
     if method not in EDGE_METHODS:
         raise MechHybridError(f"unknown edge attribution method {method!r}; choose one of {', '.join(EDGE_METHODS)}")
     if direction not in DIRECTIONS:
@@ -139,11 +170,34 @@ def edge_scores(hm, clean, corrupted, metric, method: str = "eap", ig_steps: int
     if method == "eap-ig" and (not isinstance(ig_steps, int) or isinstance(ig_steps, bool) or ig_steps < 1):
         raise MechHybridError(f"ig_steps must be an integer >= 1, got {ig_steps!r}")
     setup = setup_runs(hm, clean, corrupted, metric, wiring)
+    if positional:
+        check_one_length(setup, "positional edges")
     with torch.enable_grad():  # the caller may be under no_grad
-        return _edge_scores(setup, method, ig_steps, direction)
+        return _edge_scores(setup, method, ig_steps, direction, positional)
 
 
-def _edge_scores(setup: Setup, method: str, ig_steps: int, direction: str) -> EdgeScores:
+def check_one_length(setup: Setup, what: str) -> None:
+    """A one-line error unless every prompt has one length (positions are shared by rows)."""
+    lengths = sorted(set(setup.pairs.lengths))
+    if len(lengths) != 1:
+        raise MechHybridError(f"{what} need prompts of one length (positions are shared by rows); got lengths "
+                              f"{lengths}")
+
+
+def track_width(setup: Setup) -> int:
+    """The position axis of positional edges: the longest track (prompt + the metric's suffix)."""
+    return max(t.base.shape[1] for t in setup.tracks)
+
+
+def _contract(diff: torch.Tensor, grad: torch.Tensor, width: int | None) -> torch.Tensor:
+    """`[sender, receiver]` (or, with a width, `[sender, receiver, position]`) sums of diff . grad in float64."""
+    if width is None:
+        return torch.einsum("ubpd,vbpd->uv", diff.double(), grad.double())
+    out = torch.einsum("ubpd,vbpd->uvp", diff.double(), grad.double())
+    return torch.nn.functional.pad(out, (0, width - out.shape[-1]))
+
+
+def _edge_scores(setup: Setup, method: str, ig_steps: int, direction: str, positional: bool) -> EdgeScores:
     base_role, source_role = ("clean", "corrupted") if direction == "noise" else ("corrupted", "clean")
     n = len(setup.tracks)
     source = [collect(setup, source_role, k, grad=False) for k in range(n)]
@@ -163,12 +217,14 @@ def _edge_scores(setup: Setup, method: str, ig_steps: int, direction: str) -> Ed
     else:
         per_track = _integrated(setup, base_role, source_role, reference, ig_steps)
         work += 2 * ig_steps
-    raw = torch.zeros(setup.wiring.valid.shape)
+    width = track_width(setup) if positional else None
+    raw = torch.zeros(setup.wiring.valid.shape + ((width,) if positional else ()), dtype=torch.float64)
     for k in range(n):
         diff = source[k][1] - base[k][1]  # [sender, batch, seq, d_model]
         g = torch.stack(per_track[k])  # [receiver, batch, seq, d_model]
-        raw += torch.einsum("ubpd,vbpd->uv", diff.double(), g.double()).float()
-    raw = torch.where(setup.wiring.valid, raw, torch.zeros(()))
+        raw += _contract(diff, g, width)
+    valid = setup.wiring.valid[:, :, None] if positional else setup.wiring.valid
+    raw = torch.where(valid, raw, torch.zeros((), dtype=raw.dtype)).float()
     # An effect (a difference of the metric) is normalised by the gap alone.
     values = raw / (clean_raw - corrupted_raw) if setup.metric.normalised else raw
     return EdgeScores(setup.wiring, values.float(), raw, clean_raw, corrupted_raw, setup.metric.name,

@@ -3,12 +3,13 @@
 (docs/memory_lens.md)."""
 
 from mechhybrid.lens.api import (
-    Alternative, LayerLens, Prefill, direct_logits, head_only, last_token_logits, lens_components, memory_lens,
-    with_head, write_associations,
+    Alternative, LayerLens, Prefill, carried, direct_logits, head_only, last_token_logits, lens_components,
+    memory_lens, with_head, write_associations, write_readouts,
 )
 from mechhybrid.lens.memory import READERS, Parts, reader_for
 
 __all__ = [
-    "Alternative", "LayerLens", "Parts", "Prefill", "READERS", "direct_logits", "head_only", "last_token_logits",
-    "lens_components", "memory_lens", "reader_for", "with_head", "write_associations",
+    "Alternative", "LayerLens", "Parts", "Prefill", "READERS", "carried", "direct_logits", "head_only",
+    "last_token_logits", "lens_components", "memory_lens", "reader_for", "with_head", "write_associations",
+    "write_readouts",
 ]

@@ -11,6 +11,11 @@ see the readouts in token space directly, through the rest of the model, and wri
 of the readout (all heads, or one head swapped into the layer's own pre-norm output), and every later layer runs
 as usual on top of the unchanged prefix. Read with the token's own query, this reproduces the model (GDN: exactly;
 Mamba: up to the D skip, which the readout excludes).
+
+Writing into a state before the last token (EditState fns for `Alternative.edits`): `write_associations` (GDN,
+the delta rule KEY -> value) and `write_readouts` (Mamba, a minimal-norm rank-1 edit that makes the state's readout
+with given vectors equal given values); `carried(pre, lens)` gives a Mamba layer's vectors for the latter: what
+its last token reads the state before it with, and what it reads there.
 """
 
 from __future__ import annotations
@@ -20,13 +25,13 @@ from dataclasses import dataclass
 import torch
 
 from mechhybrid.errors import MechHybridError
-from mechhybrid.lens.memory import READERS, Parts
+from mechhybrid.lens.memory import READERS, Mamba1, Mamba2, Parts
 from mechhybrid.lens.run import Alternative, Prefill, last_token_logits, prefill
 from mechhybrid.state.spec import spec_for, state_components
 from mechhybrid.state.types import State
 
 __all__ = ["LayerLens", "lens_components", "memory_lens", "direct_logits", "head_only", "with_head",
-           "write_associations", "Alternative", "Prefill", "last_token_logits"]
+           "write_associations", "write_readouts", "carried", "Alternative", "Prefill", "last_token_logits"]
 
 QUERY = "query"
 """The probe every lens reads with: the last token's own query (GDN) or C (Mamba)."""
@@ -144,5 +149,49 @@ def write_associations(keys: torch.Tensor, values: torch.Tensor, beta: float = 1
         k, v = torch.nn.functional.normalize(keys.to(memory.dtype), dim=-1), values.to(memory.dtype)
         old = torch.einsum("bhkv,bhk->bhv", memory, k)
         return state.replace(recurrent=memory + beta * torch.einsum("bhk,bhv->bhkv", k, v - old))
+
+    return fn
+
+
+def carried(pre: Prefill, lens: LayerLens) -> tuple[torch.Tensor, torch.Tensor]:
+    """(vectors, readout) of a Mamba layer: the vectors its last token reads the state before it with (its C
+    times its decay exp(dt A): Mamba-2 `[batch, head, d_state]`, Mamba-1 `[batch, d_inner, d_state]`) and that
+    state read with them (`[batch, head, d]` as the lens's readouts): what the last token takes from the memory
+    before it (`mechhybrid.lens.memory`). A one-line error for a Gated DeltaNet layer."""
+    if lens.reader not in (Mamba2, Mamba1):
+        raise MechHybridError(f"layer {lens.layer} ({lens.kind}): carried readouts are for Mamba states")
+    with torch.no_grad():
+        vectors = lens.reader.carried_vectors(lens.parts)
+        return vectors, lens.reader.read_carried(pre.before[lens.layer].recurrent, vectors)
+
+
+def _as_heads(state: State, vectors: torch.Tensor, readouts: torch.Tensor):
+    """(state `[batch, head, head_dim, d_state]`, vectors `[batch, head, d_state]`, readouts `[batch, head,
+    head_dim]`): a Mamba-1 state as one head of width 1 per channel."""
+    h = state.recurrent
+    if state.recurrent_axes == Mamba2.layout:
+        return h, vectors, readouts
+    if state.recurrent_axes == Mamba1.layout:
+        batch, channels, n = h.shape
+        return h[:, :, None], vectors.expand(batch, channels, n), readouts.reshape(batch, channels, 1)
+    raise MechHybridError(f"write_readouts needs a Mamba state ({Mamba2.layout} or {Mamba1.layout}), got "
+                          f"{state.recurrent_axes}")
+
+
+def write_readouts(vectors: torch.Tensor, readouts: torch.Tensor):
+    """EditState fn for a Mamba state: per row and head (Mamba-1: per channel), the minimal-norm rank-1 edit
+    h <- h + (y - h c) c^T / (c^T c), after which reading the state with c returns exactly y (a vector c of zeros
+    leaves its head as it is). Mamba-2 `h [batch, head, head_dim, d_state]`: c = `vectors [batch, head, d_state]`,
+    y = `readouts [batch, head, head_dim]`; Mamba-1 `h [batch, d_inner, d_state]`: c = `vectors [batch, d_inner,
+    d_state]` (or `[batch, 1, d_state]`, one for every channel), y = `readouts [batch, 1, d_inner]`."""
+
+    def fn(state: State) -> State:
+        h, c, y = _as_heads(state, vectors, readouts)
+        c, y = c.to(h.dtype), y.to(h.dtype)
+        norm = (c * c).sum(-1, keepdim=True)
+        direction = torch.where(norm > 0, c / torch.where(norm > 0, norm, torch.ones_like(norm)), 0.0)
+        now = torch.einsum("bhpn,bhn->bhp", h, c)
+        edited = h + torch.einsum("bhp,bhn->bhpn", y - now, direction)
+        return state.replace(recurrent=edited.reshape(state.recurrent.shape))
 
     return fn

@@ -14,6 +14,13 @@ Every readout is the *memory part* of what the layer computes at the token whose
 Output path (`output`): the layer's own gate and norm with the read token's own output gate z, then out_proj:
 gated RMSNorm (GDN: per head; Mamba-2: per group) or, for Mamba-1, `y * silu(z)`.
 
+What a Mamba token reads from the state *before* it: the step is `h_t = exp(dt_t A) h_{t-1} + dt_t x_t B_t^T`,
+so `h_t C_t = h_{t-1} (exp(dt_t A) C_t) + dt_t (B_t . C_t) x_t`. `carried_vectors(parts)` is exp(dt_t A) C_t, the
+question token's C after its own discretisation (Mamba-2: one decay per head; Mamba-1: one per channel and state,
+so one vector per channel), and `read_carried(state, vectors)` reads the earlier state with it (Gu & Dao 2023,
+eq. 2a; Dao & Gu 2024, sec. 2). dt = softplus(dt_raw + dt_bias), A = -exp(A_log), as the 1-token step applies
+them (the full-sequence scan also clamps dt to `time_step_limit`, (0, inf) by default).
+
 The vectors a state is read with come from `parts`: the layer's projections recomputed from the captured
 pre-convolution projections (the modules' own weights, causal conv and activation as the layer applies them).
 """
@@ -59,6 +66,9 @@ class Parts:
     """`[batch, seq, ...]` the output gate z, shaped as the output path takes it."""
     skip: torch.Tensor | None
     """`[batch, seq, head, d]` the D skip term `D x` (Mamba); None for GDN."""
+    decay: torch.Tensor | None = None
+    """exp(dt A), the factor each token applies to the state before it (Mamba-2: `[batch, seq, head, 1]`;
+    Mamba-1: `[batch, seq, d_inner, d_state]`); None for GDN."""
 
 
 class GatedDeltaNet:
@@ -134,7 +144,19 @@ class Mamba2:
         b, c = (t.reshape(batch, seq, groups, n).repeat_interleave(per_group, dim=2) for t in (b, c))
         x = x.reshape(batch, seq, heads, module.head_dim)
         skip = x * module.D.reshape(1, 1, heads, 1)
-        return Parts(b.float(), c.float(), x.float(), gate, skip.float())
+        dt = F.softplus(projected[..., -heads:].float() + module.dt_bias.float())  # [batch, seq, head]
+        decay = torch.exp(dt * -torch.exp(module.A_log.float()))[..., None]
+        return Parts(b.float(), c.float(), x.float(), gate, skip.float(), decay)
+
+    @staticmethod
+    def carried_vectors(parts: Parts) -> torch.Tensor:
+        """`[batch, head, d_state]`: the last token's C times its decay (module docstring)."""
+        return parts.decay[:, -1] * parts.queries[:, -1]
+
+    @staticmethod
+    def read_carried(state: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+        """`[batch, head, head_dim]` = h c per head (`vectors [batch, head, d_state]`), as `read`."""
+        return torch.einsum("bhpn,bhn->bhp", state.float(), vectors.float())
 
     @staticmethod
     def key_scale(module) -> float:
@@ -168,11 +190,25 @@ class Mamba1:
     def parts(module, proj: dict) -> Parts:
         x, gate = proj["in_proj"].chunk(2, dim=-1)
         x = causal_conv(module.conv1d, x, module.activation)
-        _, b, c = torch.split(module.x_proj(x), [module.time_step_rank, module.ssm_state_size,
-                                                 module.ssm_state_size], dim=-1)
+        step, b, c = torch.split(module.x_proj(x), [module.time_step_rank, module.ssm_state_size,
+                                                    module.ssm_state_size], dim=-1)
         b, c = module.b_layernorm(b), module.c_layernorm(c)
+        dt = F.softplus(module.dt_layernorm(step).float() @ module.dt_proj.weight.float().T
+                        + module.dt_proj.bias.float())  # [batch, seq, d_inner]
+        decay = torch.exp(dt[..., None] * -torch.exp(module.A_log.float()))  # [batch, seq, d_inner, d_state]
         return Parts(b[:, :, None].float(), c[:, :, None].float(), x[:, :, None].float(), gate,
-                     (x * module.D)[:, :, None].float())
+                     (x * module.D)[:, :, None].float(), decay)
+
+    @staticmethod
+    def carried_vectors(parts: Parts) -> torch.Tensor:
+        """`[batch, d_inner, d_state]`: the last token's C times its decay, one vector per channel (module
+        docstring)."""
+        return parts.decay[:, -1] * parts.queries[:, -1]
+
+    @staticmethod
+    def read_carried(state: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+        """`[batch, 1, d_inner]` = h_d . c_d per channel d (`vectors [batch, d_inner, d_state]`)."""
+        return torch.einsum("bdn,bdn->bd", state.float(), vectors.float())[:, None]
 
     @staticmethod
     def key_scale(module) -> float:

@@ -34,6 +34,8 @@ class Prefill:
     """layer -> projection module name -> `[batch, seq, ...]` its output at every position."""
     states: dict[int, State]
     """layer -> its state right after the last token (what the last token's own output read)."""
+    before: dict[int, State]
+    """layer -> its state right before the last token (what the last token's step starts from, and edits edit)."""
     logits: torch.Tensor
     """`[batch, vocab]` the model's logits at the last token."""
 
@@ -71,6 +73,7 @@ def prefill(hm, input_ids, components: dict, names: dict) -> Prefill:
         cache = cache_ops.new_cache(hm, batch)
         with torch.no_grad():
             hm.hf_model(input_ids[:, :-1], **cache_ops.forward_kwargs(hm, cache, 0, seq - 1, batch))
+            before = {layer: cache_ops.read(hm, cache, layer, seq - 2) for layer in components}
             last_cache = copy.deepcopy(cache)
             logits = hm.hf_model(input_ids[:, -1:], **cache_ops.forward_kwargs(hm, last_cache, seq - 1, seq, batch))
     finally:
@@ -79,7 +82,7 @@ def prefill(hm, input_ids, components: dict, names: dict) -> Prefill:
     projections = {layer: {name: torch.cat(parts, dim=1) for name, parts in by_name.items()}
                    for layer, by_name in pieces.items()}
     states = {layer: cache_ops.read(hm, last_cache, layer, seq - 1) for layer in components}
-    return Prefill(input_ids, cache, projections, states, logits.logits[:, -1])
+    return Prefill(input_ids, cache, projections, states, before, logits.logits[:, -1])
 
 
 def _replace_hooks(hm, components: dict, alternatives: list[Alternative], batch: int) -> list:

@@ -6,6 +6,10 @@ their width the |score|), and the faithfulness curve (top-k circuits by |score| 
 each size: their range as a band, each one a tick). Findings quote the summary rows: the circuit's size, heads,
 states, faithfulness and completeness, and say so when the circuit holds no attention head. Records are placed
 by metric and coordinates, never by parsing a condition name; the charts only encode them.
+
+Positional edges (an edge per token, coordinate `position`): as state nodes put their tokens left to right inside
+a layer, an edge's receiving end sits left to right by its token inside a band around the receiver node (the
+earliest token at the left), and the tooltip names the token; a finding says which tokens carry the kept edges.
 """
 
 from __future__ import annotations
@@ -20,10 +24,13 @@ from reports.numbers import data_tag
 from reports.palette import Palette
 from reports.views.base import Headline, View, block
 
-__all__ = ["CircuitsView", "NAME", "layout_records", "curve_records", "summary", "circuit_findings"]
+__all__ = ["CircuitsView", "NAME", "layout_records", "position_records", "curve_records", "summary",
+           "circuit_findings"]
 
 NAME = "circuits"
 _ORDER = {"embedding": 0, "state": 3, "logits": 4}
+_BAND = 0.8
+"""Width (in node slots) of the band in which a receiver's positional edges end, left to right by token."""
 
 
 def _rows(result: dict):
@@ -49,14 +56,34 @@ def layout_records(result: dict) -> tuple[list[dict], list[dict]]:
             where[coords["node"]] = (x - (len(members) - 1) / 2, layer)
     points = [dict(record, node=c["node"], kind=c["kind"], head=c.get("head"), x=where[c["node"]][0], y=c["layer"])
               for c, record in nodes]
+    edges = [(row["coords"], record) for row, record in _rows(result) if row["metric"] == "edge_score"
+             and row["coords"]["sender"] in where and row["coords"]["receiver"] in where]
+    tokens = sorted({c["position"] for c, _ in edges if "position" in c})
     rules = []
-    for row, record in _rows(result):
-        c = row["coords"]
-        if row["metric"] == "edge_score" and c["sender"] in where and c["receiver"] in where:
-            (x, y), (x2, y2) = where[c["sender"]], where[c["receiver"]]
-            rules.append(dict(record, x=x, y=y, x2=x2, y2=y2, sender=c["sender"], receiver=c["receiver"],
-                              edge_kind=c["edge_kind"], magnitude=abs(record["value"] or 0.0)))
+    for c, record in edges:
+        (x, y), (x2, y2) = where[c["sender"]], where[c["receiver"]]
+        if "position" in c and len(tokens) > 1:
+            x2 += _BAND * (tokens.index(c["position"]) / (len(tokens) - 1) - 0.5)
+        rules.append(dict(record, x=x, y=y, x2=x2, y2=y2, sender=c["sender"], receiver=c["receiver"],
+                          edge_kind=c["edge_kind"], position=c.get("position"),
+                          magnitude=abs(record["value"] or 0.0)))
     return points, rules
+
+
+def position_records(rules: list[dict]) -> list[dict]:
+    """Per token of the kept positional edges: their number and summed |score| (none for per-edge circuits)."""
+    by_token: dict = {}
+    for r in rules:
+        if r.get("position") is not None and r["edge_kind"] == "residual":
+            entry = by_token.setdefault(r["position"], {"position": r["position"], "edges": 0, "magnitude": 0.0})
+            entry["edges"] += 1
+            entry["magnitude"] += r["magnitude"]
+    return [by_token[p] for p in sorted(by_token)]
+
+
+def _edge_tooltip(rules: list[dict]) -> list[str]:
+    positional = any(r.get("position") is not None for r in rules)
+    return ["sender:N", "receiver:N"] + (["position:O"] if positional else []) + ["value:Q"]
 
 
 def _graph_chart(points: list[dict], rules: list[dict]):
@@ -64,7 +91,7 @@ def _graph_chart(points: list[dict], rules: list[dict]):
         return None
     edges = alt.Chart(alt.Data(values=rules)).mark_rule(opacity=0.6).encode(
         x="x:Q", y="y:Q", x2="x2:Q", y2="y2:Q", strokeWidth=alt.StrokeWidth("magnitude:Q", legend=None),
-        color=alt.Color("edge_kind:N", title="edge"), tooltip=["sender:N", "receiver:N", "value:Q"])
+        color=alt.Color("edge_kind:N", title="edge"), tooltip=_edge_tooltip(rules))
     dots = alt.Chart(alt.Data(values=points)).mark_point(filled=True, size=90).encode(
         x=alt.X("x:Q", title="position in layer (forward order)", axis=alt.Axis(labels=False, ticks=False)),
         y=alt.Y("y:Q", title="layer (embedding -1, logits at the top)", axis=alt.Axis(tickMinStep=1)),
@@ -118,6 +145,11 @@ def circuit_findings(result: dict) -> list[str]:
             f"run's logit difference, and its complement alone {data_tag(found['completeness']['value'])}."]
     if not attention:
         text.append("The circuit contains no attention head.")
+    tokens = position_records(layout_records(result)[1])
+    if tokens:
+        top = max(tokens, key=lambda t: t["magnitude"])
+        text.append(f"Its edges are per token: they read at {data_tag(len(tokens))} token positions, the most "
+                    f"(by summed |score|) at token {data_tag(top['position'])} ({data_tag(top['edges'])} edges).")
     top, random = curve_records(result)
     for record in top:
         same = [r["value"] for r in random if r["k"] == record["k"] and r["value"] is not None]

@@ -1,6 +1,7 @@
 """The memory lens's view: how often the true value token ranks first when each layer's state is read with each
 probe (directly and through the rest of the model), whether the memory holds the needle on the prompts the model
-misses, and how often writing KEY -> another value flips the answer."""
+misses, and how often editing the memory towards another value (GDN: KEY -> value written; Mamba: what the
+question reads) flips the answer."""
 
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ def read_records(result: dict, metric: str = "top1:direct", answered: str | None
 
 
 def edit_records(result: dict) -> list[dict]:
-    """Flip fractions of the edits over every prompt, per layer (layer None: every GDN layer at once)."""
+    """Flip fractions of the edits over every prompt, per layer (layer None: every layer of a kind at once)."""
     return [_record(result, row) for row in result.get("rows", [])
             if row["metric"] == "flip" and "answered" not in row.get("coords", {})]
 
@@ -63,7 +64,7 @@ def _best(records: list[dict]) -> dict | None:
 
 class MemoryLensView(View):
     summary = ("The memory lens reads each Gated DeltaNet / Mamba state at the question token with the needle's key "
-               "and the question's query, and writes another value into the memory to see if the answer follows.")
+               "and the question's query, and edits the memory towards another value to see if the answer follows.")
 
     def model_blocks(self, result: dict, entry: ModelResults, palette: Palette):
         blocks = []
@@ -84,7 +85,7 @@ class MemoryLensView(View):
         best = _best(records)
         if best is None:
             return []
-        where = f"layer {best['layer']}" if best["layer"] is not None else "every GDN layer at once"
+        where = f"layer {best['layer']}" if best["layer"] is not None else "every layer of its kind at once"
         return [f"Highest share ({findings.label(what)}): {where}, probe {findings.label(best['probe'])}, "
                 f"{findings.effect(best)}."]
 

@@ -108,3 +108,42 @@ def test_config_bad_values():
         CircuitsConfig(target=-0.1)
     with pytest.raises(MechHybridError, match="sizes"):
         CircuitsConfig(sizes=(0,))
+
+
+def test_positional_circuit_rows_measured_and_drawn(hm_griffin):
+    """positional = true: edge rows carry their token, the chosen circuit's faithfulness is a forward with exactly
+    those (edge, token) pairs kept, and the view places and names the tokens."""
+    from reports.views.circuits import circuit_findings, layout_records, position_records
+
+    cfg = CircuitsConfig(**{**CFG, "sizes": (5, 20), "positional": True})
+    result = run(hm_griffin, cfg)
+    summary = {r.metric: r for r in _rows(result, "circuit")}
+    edges = [r for r in result.rows if r.metric == "edge_score" and r.coords["edge_kind"] == "residual"]
+    assert len(edges) == summary["faithfulness"].coords["k"] and all("position" in r.coords for r in edges)
+    wiring = discover(hm_griffin)
+    assert result.extra["positional"] and result.extra["edges"] == wiring.n_edges * cfg.length
+    names = ([s.name for s in wiring.senders], [r.name for r in wiring.receivers])
+    keep = torch.zeros(*wiring.valid.shape, cfg.length, dtype=torch.bool)
+    for row in edges:
+        keep[names[0].index(row.coords["sender"]), names[1].index(row.coords["receiver"]), row.coords["position"]] = 1
+    valid = wiring.valid[:, :, None].expand_as(keep)
+    pairs = zoo_pairs("needle_value", cfg.pairs, cfg.length, cfg.depth, cfg.seed)
+    metric = LogitDiff(pairs.answers, pairs.corrupted_answers)
+    again = faithfulness(hm_griffin, pairs.clean, pairs.corrupted, metric, torch.stack([keep, valid & ~keep]))
+    assert summary["faithfulness"].value == pytest.approx(float(again.values[0]), abs=1e-5)
+    assert summary["completeness"].value == pytest.approx(float(again.values[1]), abs=1e-5)
+    top = {r.coords["k"]: r.value for r in _rows(result, "curve:top")}
+    assert sorted(top) == [5, 20, result.extra["edges"]] and top[result.extra["edges"]] == pytest.approx(1.0, abs=1e-4)
+    saved = json.loads(json.dumps(result.to_dict()))
+    points, rules = layout_records(saved)
+    residual = [r for r in rules if r["edge_kind"] == "residual"]
+    assert sorted(r["position"] for r in residual) == sorted(r.coords["position"] for r in edges)
+    tokens = position_records(rules)
+    assert sum(t["edges"] for t in tokens) == len(edges)
+    # Left to right by token inside each receiver's band.
+    for receiver in {r["receiver"] for r in residual}:
+        ends = sorted((r["position"], r["x2"]) for r in residual if r["receiver"] == receiver)
+        assert [x for _, x in ends] == sorted(x for _, x in ends)
+    assert any("per token" in line for line in circuit_findings(saved))
+    for chart in view_for("circuits").charts(saved, None):
+        chart.to_dict()

@@ -73,3 +73,41 @@ def test_run_through_the_cli_writes_the_result(tmp_path, capsys):
     (path,) = out.glob("results/*/memory_lens.json")
     saved = json.loads(path.read_text())
     assert saved["analysis"] == "memory_lens" and not any(r["condition"].startswith("edit:") for r in saved["rows"])
+
+
+@pytest.mark.parametrize("zoo", ["zoo:ssm-mamba2", "zoo:hybrid-jamba"])
+def test_mamba_edit_rows_against_run_with_state(zoo):
+    """Mamba states get the rank-1 edit (probe query, kind ssm): each layer's flip fraction is redone here by
+    editing the state before the question token through `run_with_state` (not the lens's 1-token runs)."""
+    from analyses.memory_lens.measure import other_values
+    from mechhybrid.lens import carried, lens_components, memory_lens, write_readouts
+    from mechhybrid.state import EditState, run_with_state
+
+    hm = mechhybrid.load(zoo)
+    cfg = MemoryLensConfig(lengths=(32,), depths=(0.0, 1.0), per_cell=2, probes=("query",), through_model=False)
+    result = run(hm, cfg)
+    prompts = zoo_grid((32,), (0.0, 1.0), 2, 0)
+    ids = torch.tensor([p.ids for p in prompts])
+    others = other_values(prompts, 0)
+    counter = ids.clone()
+    for row, (p, other) in enumerate(zip(prompts, others)):
+        counter[row, list(p.value_positions)] = torch.tensor(other)
+    pre, lenses = memory_lens(hm, ids)
+    counter_pre, counter_lenses = memory_lens(hm, counter)
+    layers = lens_components(hm)
+    assert layers and all(c.kind == "ssm" for c in layers.values())
+    fns = {}
+    for layer in layers:
+        fns[layer] = write_readouts(carried(pre, lenses[layer])[0], carried(counter_pre, counter_lenses[layer])[1])
+    for layer in list(layers) + [None]:
+        edits = [EditState(at, ids.shape[1] - 2, fn) for at, fn in fns.items() if layer in (None, at)]
+        with torch.no_grad():
+            top = run_with_state(hm, ids, edits).logits[:, -1].argmax(-1)
+        flipped = (top == torch.tensor([o[0] for o in others])).float().mean().item()
+        coords = dict(kind="ssm", probe="query", **({} if layer is None else {"layer": layer}))
+        (row,) = _rows(result, "edit:query", "flip", **coords)
+        assert row.value == pytest.approx(flipped) and row.n == 4
+        (changed,) = _rows(result, "edit:query", "changed", **coords)
+        assert changed.value == pytest.approx((top != pre.logits.argmax(-1)).float().mean().item())
+    assert not any(r.condition == "edit:key" for r in result.rows)
+    assert any("Mamba edits" in note for note in result.extra["notes"])

@@ -4,14 +4,16 @@ out_proj, final norm, unembedding). Tiny random models (tests/tiny_configs.py: h
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 import mechhybrid
 from mechhybrid.errors import MechHybridError
-from mechhybrid.lens import (Alternative, direct_logits, last_token_logits, lens_components, memory_lens,
-                             with_head, write_associations)
+from mechhybrid.lens import (Alternative, carried, direct_logits, last_token_logits, lens_components, memory_lens,
+                             with_head, write_associations, write_readouts)
 from mechhybrid.state import EditState, read_state, run_with_state
 from tests.conftest import random_ids
 
@@ -215,6 +217,128 @@ def test_edit_equals_edit_state_and_writes_the_association(tiny_models):
     unit = key / key.norm(dim=-1, keepdim=True)
     assert (torch.einsum("bhkv,bhk->bhv", written, unit) - value).abs().max() < TOL
     assert (got - pre.logits).abs().max() > 1e-4  # the write reaches the logits
+
+
+def _mamba_step_by_hand(module, h):
+    """Per token: decay exp(dt A) (Mamba-2 `[batch, seq, head, 1]`, Mamba-1 `[batch, seq, d_inner, d_state]`),
+    dt, x, B and C, from the mixer input h, as the transformers step writes them (softplus(dt + bias), A =
+    -exp(A_log))."""
+    A = -torch.exp(module.A_log.float())
+    if hasattr(module, "num_heads"):  # Mamba-2
+        proj = module.in_proj(h * getattr(module, "ssm_in_multiplier", 1.0)) * getattr(module, "mup_vector", 1.0)
+        x, b, c, _ = _mamba2_by_hand(module, h)
+        dt = F.softplus(proj[..., -module.num_heads:] + module.dt_bias)  # [batch, seq, head]
+        return torch.exp(dt * A)[..., None], dt[..., None], x, b[:, :, None], c[:, :, None]
+    x, _ = module.in_proj(h).chunk(2, -1)
+    x = _conv(module, x)
+    r, n = module.time_step_rank, module.ssm_state_size
+    parts = module.x_proj(x)
+    dt = F.softplus(module.dt_proj(module.dt_layernorm(parts[..., :r])))  # [batch, seq, d_inner]
+    b, c = module.b_layernorm(parts[..., r:r + n]), module.c_layernorm(parts[..., r + n:])
+    return torch.exp(dt[..., None] * A), dt[..., None], x[..., None], b[:, :, None], c[:, :, None]
+
+
+def _read(state, vectors):
+    """A Mamba state read with per-head (Mamba-1: per-channel) vectors: `[batch, head, head_dim]` / `[batch,
+    d_inner]`."""
+    if state.ndim == 4:
+        return torch.einsum("bhpn,bhn->bhp", state, vectors)
+    return torch.einsum("bdn,bdn->bd", state, vectors.expand_as(state))
+
+
+@pytest.mark.parametrize("model_type", ["mamba2", "falcon_h1", "jamba"])
+def test_mamba_carried_readout_is_what_the_last_token_reads(tiny_models, model_type):
+    """h_t C_t = h_{t-1} (exp(dt_t A) C_t) + dt_t (B_t . C_t) x_t: the state after the last token read with its
+    C (the lens's query readout) splits into the earlier state read with the carried vectors and its own write."""
+    _, hm = tiny_models(model_type)
+    ids = random_ids(BATCH, SEQ, seed=6)
+    pre, lenses = memory_lens(hm, ids)
+    for layer, lens in lenses.items():
+        module = hm.module(lens_components(hm)[layer].path)
+        h, _ = _mixer_inputs(hm, lens_components(hm)[layer].path, ids)
+        with torch.no_grad():
+            decay, dt, x, b, c = (t[:, -1] for t in _mamba_step_by_hand(module, h))
+            before = read_state(hm, ids, layer, [SEQ - 2])[(layer, SEQ - 2)].recurrent
+            vectors = decay * c  # [batch, head, n] / [batch, d_inner, n]
+            took = _read(before, vectors)
+            own = dt * (b * c).sum(-1, keepdim=True) * x  # [batch, head, head_dim] / [batch, d_inner, 1]
+            query = lens.readouts["query"]
+            assert ((took + own.reshape(took.shape)) - query.reshape(took.shape)).abs().max() < TOL
+            got_vectors, got = carried(pre, lens)
+            assert (got_vectors - vectors).abs().max() < TOL
+            assert (got.reshape(took.shape) - took).abs().max() < TOL
+
+
+@pytest.mark.parametrize("model_type", ["mamba2", "jamba"])
+def test_write_readouts_sets_the_readout_and_nothing_else(tiny_models, model_type):
+    _, hm = tiny_models(model_type)
+    ids = random_ids(BATCH, SEQ, seed=7)
+    pre, lenses = memory_lens(hm, ids)
+    generator = torch.Generator().manual_seed(1)
+    for layer, lens in lenses.items():
+        state = read_state(hm, ids, layer, [SEQ - 2])[(layer, SEQ - 2)]
+        h = state.recurrent
+        vectors, _ = carried(pre, lens)
+        heads, width = (h.shape[1], h.shape[2]) if h.ndim == 4 else (1, h.shape[1])
+        target = torch.randn(BATCH, heads, width, generator=generator)
+        edited = write_readouts(vectors, target)(state).recurrent
+        assert (_read(edited, vectors).reshape(target.shape) - target).abs().max() < TOL
+        # Minimal norm: the change lies along c alone (zero on every direction orthogonal to c).
+        change = (edited - h).reshape(BATCH, -1, h.shape[-1])
+        c = vectors.expand(BATCH, change.shape[1] if h.ndim == 3 else heads, -1)
+        c = c if h.ndim == 3 else c.repeat_interleave(h.shape[2], 1)
+        unit = c / c.norm(dim=-1, keepdim=True)
+        assert (change - (change * unit).sum(-1, keepdim=True) * unit).abs().max() < TOL
+        # The current readout written back changes nothing.
+        same = write_readouts(vectors, _read(h, vectors).reshape(target.shape))(state).recurrent
+        assert (same - h).abs().max() < 1e-6
+        if h.ndim == 4:  # a state of another layout (a GDN memory's axes) is refused in one line
+            with pytest.raises(MechHybridError, match="Mamba state"):
+                write_readouts(vectors, target)(dataclasses.replace(state, recurrent_axes=("batch", "head", "d_k",
+                                                                                           "d_v")))
+
+
+def _hand_transplant(hf, ids, layer: int, edited: torch.Tensor) -> torch.Tensor:
+    """Reference: the prompt but its last token through transformers' own cache, the layer's ssm state there
+    overwritten with `edited`, then the last token: its logits."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=hf.config)
+    with torch.no_grad():
+        hf(ids[:, :-1], cache=cache, use_cache=True)
+        assert cache.layers[layer].recurrent_states[0].shape == edited.shape
+        cache.layers[layer].recurrent_states[0] = edited.clone()
+        return hf(ids[:, -1:], cache=cache, use_cache=True).logits[:, -1]
+
+
+@pytest.mark.parametrize("model_type", ["mamba2", "jamba"])
+def test_mamba_edit_equals_a_hand_cache_transplant(tiny_models, model_type):
+    hf, hm = tiny_models(model_type)
+    ids = random_ids(BATCH, SEQ, seed=8)
+    other = ids.clone()
+    other[:, :-1] = random_ids(BATCH, SEQ - 1, seed=9)  # the alternative prompt: another context, the same last token
+    pre, lenses = memory_lens(hm, ids)
+    other_pre, other_lenses = memory_lens(hm, other)
+    layer = min(lenses)
+    vectors, _ = carried(pre, lenses[layer])
+    _, wanted = carried(other_pre, other_lenses[layer])
+    # Tiny random Mamba layers write little into the residual: a large readout makes the edit show in the logits.
+    wanted = 20 * wanted / wanted.abs().max()
+    fn = write_readouts(vectors, wanted)
+    got = last_token_logits(hm, pre, lens_components(hm), [Alternative(edits={layer: fn}), Alternative()])
+    with torch.no_grad():
+        h = read_state(hm, ids, layer, [SEQ - 2])[(layer, SEQ - 2)].recurrent
+        c = vectors.expand(h.shape[0], h.shape[1], -1)
+        y = wanted.reshape(*h.shape[:-1]) if h.ndim == 3 else wanted
+        now = _read(h, vectors).reshape(y.shape)
+        edited = h + (y - now)[..., None] * (c / (c * c).sum(-1, keepdim=True)).reshape(
+            *c.shape[:2], *([1] if h.ndim == 4 else []), -1)
+        assert (_read(edited, vectors).reshape(y.shape) - y).abs().max() < TOL
+        reference = _hand_transplant(hf, ids, layer, edited)
+        plain = _hand_transplant(hf, ids, layer, h)
+    assert (got[0] - reference).abs().max() < TOL
+    assert (got[1] - plain).abs().max() < TOL and (plain - pre.logits).abs().max() < TOL
+    assert (got[0] - pre.logits).abs().max() > 1e-3  # the edit reaches the logits
 
 
 @pytest.mark.parametrize("model_type", ["llama", "recurrent_gemma"])
