@@ -95,8 +95,7 @@ def test_seeded_steps_are_deterministic_and_resumable(name, tmp_path):
 def test_warmup_draws_the_mix_weighed_on_answers_only():
     import dataclasses
 
-    recipe = dataclasses.replace(RECIPE, induction_warmup_steps=3)
-    assert recipe.warmup_mix is None
+    recipe = dataclasses.replace(RECIPE, induction_warmup_steps=3, warmup_mix=None)
     ids, w = make_batch(2, recipe)
     plain_ids, plain_w = make_batch(2, dataclasses.replace(recipe, induction_warmup_steps=0))
     # The same documents as the mix's step 2; weight 1 exactly where the mix weighs an answer, 0 elsewhere.
@@ -105,12 +104,13 @@ def test_warmup_draws_the_mix_weighed_on_answers_only():
     assert w.sum() > 0 and (plain_w == 1.0).any()
 
 
-def test_copy_only_warmup_of_recipes_5_and_6_draws_copy_documents_weighed_on_answers_only():
+def test_copy_only_warmup_draws_copy_documents_weighed_on_answers_only():
     import dataclasses
 
     from mechhybrid.zoo.tokenizer import encode_words
 
-    recipe = dataclasses.replace(RECIPE, induction_warmup_steps=3, warmup_mix=(("copy", 1.0),))
+    recipe = dataclasses.replace(RECIPE, induction_warmup_steps=3)
+    assert recipe.warmup_mix == (("copy", 1.0),)  # the recipe's own warm-up
     ids, w = make_batch(2, recipe)
     bar = encode_words(["|"])[0]
     for row_ids, row_w in zip(ids.tolist(), w.tolist()):
