@@ -11,7 +11,8 @@ of the last token's logits. Contenders, timed in turns (benchmarks/measure.py):
   every component's output (also one forward per patch);
 - `sweep`: `mechhybrid.tracing.sweep` with every saving, then each saving alone: stacking only (full forwards
   of many patched runs at once), stacking + position reuse, stacking + layer reuse, and both reuses with one
-  patched run per forward (no stacking).
+  patched run per forward (no stacking); and everything but the skip of patches that write the base run's own
+  values (here the 8 positions before the first corrupted token: every contender but this one skips them).
 Each contender's values are checked against the loop's (the largest |difference| is printed), and each saving's
 share is the full sweep's time without it over its time with it.
 
@@ -146,6 +147,7 @@ def bench(name: str, batch: int, seq: int, repeats: int, skip_tl: bool) -> None:
         "+ position reuse": lambda: run(reuse=Reuse(layers=False)),
         "+ layer reuse": lambda: run(reuse=Reuse(positions=False)),
         "reuse, no stacking": lambda: run(max_rows=batch),
+        "no unchanged skip": lambda: run(reuse=Reuse(unchanged=False)),
     }
     bridge = names = None
     if not skip_tl:
@@ -160,7 +162,7 @@ def bench(name: str, batch: int, seq: int, repeats: int, skip_tl: bool) -> None:
     print(f"{name} ({hm.family}, cache continues by {spec_for(hm).continuation}): {len(components)} components x "
           f"{seq} positions, batch {batch}; loop {loop:.2f} s; sweep computes {work:.2f} of the loop's layer-tokens")
     for key in ("transformer-lens", "sweep", "stacking only", "+ position reuse", "+ layer reuse",
-                "reuse, no stacking"):
+                "reuse, no stacking", "no unchanged skip"):
         if key in times:
             print(f"  {key:20s} {loop / times[key]:5.2f}x faster than the loop  ({times[key]:6.2f} s, "
                   f"max |gap| {gaps[key]:.1e})")
@@ -170,7 +172,8 @@ def bench(name: str, batch: int, seq: int, repeats: int, skip_tl: bool) -> None:
         print(f"  sweep vs transformer-lens: {times['transformer-lens'] / times['sweep']:.2f}x faster")
     full = times["sweep"]
     print(f"  shares: position reuse {times['+ layer reuse'] / full:.2f}x, layer reuse "
-          f"{times['+ position reuse'] / full:.2f}x, stacking {times['reuse, no stacking'] / full:.2f}x")
+          f"{times['+ position reuse'] / full:.2f}x, stacking {times['reuse, no stacking'] / full:.2f}x, skipping "
+          f"unchanged patches {times['no unchanged skip'] / full:.2f}x")
 
 
 def bench_states(name: str, batch: int, seq: int, repeats: int) -> None:

@@ -108,6 +108,10 @@ class _Setup:
         self.points = sorted({r.point for g in groups for r in g if r.point is not None})
         self.layers = sorted({r.state_layer for g in groups for r in g if r.state_layer is not None})
         self.state_positions = sorted({p for column in columns.table for row in column for p in row})
+        self.selection = torch.zeros(len(columns.table), len(self.tracks[0].base), self.width, dtype=torch.float64)
+        """`[column, batch, seq]` 1 where a column patches that row's position."""
+        where = [(c, b, p) for c, column in enumerate(columns.table) for b, row in enumerate(column) for p in row]
+        self.selection[tuple(torch.tensor(where).T)] = 1.0
         self.work = 0.0
         self.extra: list = []
         """Points recorded besides the sites' (the embeddings, for integrated gradients)."""
@@ -185,12 +189,15 @@ def _backward(setup: _Setup, value: torch.Tensor, leaves: list[tuple], retain: b
 def _site_effects(setup: _Setup, base: _Pass, source: _Pass, grads: dict) -> torch.Tensor:
     """`[group, column]`: sum over each group's sites, rows and column positions of (source - base) . grad."""
     width, batch = setup.width, setup.tracks[0].base.shape[0]
-    cells = {}
+    names = list(dict.fromkeys(site.name for group in setup.groups for site in group))
+    cells = torch.zeros(len(names), batch, width)  # [site, batch, seq]: the effect at each row and position
+    done = set()
     for group in setup.groups:
         for site in group:
-            if site.name in cells:
+            if site.name in done:
                 continue
-            per = torch.zeros(batch, width)
+            done.add(site.name)
+            per = cells[names.index(site.name)]
             if site.point is not None:
                 channels = site.channels or slice(None)
                 first = source.taps[0].values[site.point][0][:, :width, channels]
@@ -202,12 +209,14 @@ def _site_effects(setup: _Setup, base: _Pass, source: _Pass, grads: dict) -> tor
                     if layer == site.state_layer:
                         diff = source.states[0].states[(layer, p, name)] - value
                         per[:, p] += (diff * grads[("state", layer, p, name)]).flatten(1).sum(1)
-            cells[site.name] = per
-    out = torch.zeros(len(setup.groups), len(setup.columns.table))
+    # One product instead of a Python sum per (group, column, row): the membership of sites in groups times the
+    # cells summed over each column's positions (float64, as the Python floats summed them).
+    membership = torch.zeros(len(setup.groups), len(names), dtype=torch.float64)
     for g, group in enumerate(setup.groups):
-        for c, column in enumerate(setup.columns.table):
-            out[g, c] = sum(float(cells[s.name][b, list(ps)].sum()) for s in group for b, ps in enumerate(column))
-    return out
+        for site in group:
+            membership[g, names.index(site.name)] += 1
+    per_column = cells.double().flatten(1) @ setup.selection.flatten(1).T
+    return (membership @ per_column).float()
 
 
 def _differentiable(value: torch.Tensor, name: str) -> torch.Tensor:

@@ -30,6 +30,7 @@ from torch import nn
 
 from mechhybrid import hook_io
 from mechhybrid.state import cache as cache_ops
+from mechhybrid.state.chunks import fitted_chunks
 from mechhybrid.state.types import State
 
 PAD_ID = 0
@@ -95,6 +96,13 @@ def inner(hm):
     return hm.hf_model.base_model
 
 
+def forward(hm, ids: torch.Tensor, **kwargs) -> torch.Tensor:
+    """`[rows, seq, d_model]` final-normed hidden state of `ids` through `inner(hm)`, chunked scans fitted to the
+    forward's length (`mechhybrid.state.chunks`: continuing a cache with a few tokens then costs a few tokens)."""
+    with fitted_chunks(hm, ids.shape[1]):
+        return inner(hm)(ids.to(hm.device), **kwargs).last_hidden_state
+
+
 @contextmanager
 def hooked(hm, fns: dict):
     """Plain torch hooks: `fns[(path, "in" | "out")]` maps the tensor there to its replacement (or records it and
@@ -121,34 +129,50 @@ def hooked(hm, fns: dict):
             handle.remove()
 
 
-def full_run(hm, ids: torch.Tensor, points=(), layers: bool = False):
-    """One unpatched forward of `ids` without a cache: (final hidden `[batch, seq, d_model]`, point -> tensor,
-    per-layer outputs, per-layer tuple tails)."""
-    seen: dict = {}
+@dataclass
+class FullRun:
+    """One unpatched forward without a cache (`full_run`)."""
+
+    hidden: torch.Tensor
+    """`[batch, seq, d_model]` the final-normed hidden state."""
+    values: dict
+    """point -> the tensor there at the module's first call."""
+    calls: dict
+    """point -> how many times its module ran (zamba2's shared blocks run several times)."""
+    layers: list = field(default_factory=list)
+    """Per layer: its output `[batch, seq, d_model]` (when asked for)."""
+    rests: list = field(default_factory=list)
+    """Per layer: what it returns besides its hidden state (a tuple tail, or None for a bare tensor)."""
+
+
+def full_run(hm, ids: torch.Tensor, points=(), layers: bool = False) -> FullRun:
+    """One unpatched forward of `ids` without a cache, recording `points` (and, with `layers`, every decoder
+    layer's output)."""
+    run = FullRun(None, {}, {p: 0 for p in points})
 
     def recorder(point):
         def fn(tensor):
-            seen.setdefault(point, tensor.clone())  # a hook that returns None changes nothing
+            run.calls[point] += 1
+            run.values.setdefault(point, tensor.clone())  # a hook that returns None changes nothing
 
         return fn
 
     fns = {p: recorder(p) for p in points}
-    outs, rests = [], []
     handles = []
     if layers:
         for layer in hm.module(hm.family_spec.layers):
             def keep(m, a, output):
-                outs.append(hook_io.first(output).clone())
-                rests.append(tuple(output[1:]) if isinstance(output, (tuple, list)) else None)
+                run.layers.append(hook_io.first(output).clone())
+                run.rests.append(tuple(output[1:]) if isinstance(output, (tuple, list)) else None)
 
             handles.append(layer.register_forward_hook(keep))
     try:
         with torch.no_grad(), hooked(hm, fns):
-            hidden = inner(hm)(ids.to(hm.device), use_cache=False).last_hidden_state
+            run.hidden = forward(hm, ids, use_cache=False)
     finally:
         for handle in handles:
             handle.remove()
-    return hidden, seen, outs, rests
+    return run
 
 
 def unembed_rows(hm, hidden: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
@@ -221,7 +245,7 @@ class BaseCache:
                 self.cache = cache_ops.new_cache(self.hm, self.ids.shape[0])
             kwargs = cache_ops.forward_kwargs(self.hm, self.cache, self.at, start, self.ids.shape[0])
             with torch.no_grad():
-                inner(self.hm)(self.ids[:, self.at:start].to(self.hm.device), **kwargs)
+                forward(self.hm, self.ids[:, self.at:start], **kwargs)
             self.at = start
         return self.cache
 
@@ -303,7 +327,7 @@ def run_units(hm, track: TrackRuns, units: list[Unit], cache) -> tuple[torch.Ten
         else:
             kwargs = cache_ops.forward_kwargs(hm, cache, a, b, len(units))
         with torch.no_grad(), replayed(hm, track, layer, rows, a, b), hooked(hm, _write_fns(units, a, b)):
-            finals.append(inner(hm)(ids, **kwargs).last_hidden_state)
+            finals.append(forward(hm, ids, **kwargs))
         work += len(units) * (b - a) * (hm.n_layers - layer)
         if cache is not None and b < stop:
             _write_states(hm, cache, units, b - 1)

@@ -32,7 +32,7 @@ import torch
 from mechhybrid import hook_io
 from mechhybrid.state import cache as cache_ops
 from mechhybrid.state.runner import segments
-from mechhybrid.tracing.fast import hooked, inner
+from mechhybrid.tracing.fast import forward, hooked
 
 __all__ = ["Taps", "Switch", "tapped", "dropped_layer", "forward_reads", "state_forward", "gradients"]
 
@@ -127,7 +127,7 @@ def forward_reads(hm, ids: torch.Tensor, positions: torch.Tensor, points, grad: 
     """One forward of right-padded `ids` without a cache: (`[batch, read, vocab]` logits at `positions`, Taps)."""
     taps = Taps()
     with torch.set_grad_enabled(grad), tapped(hm, set(points), taps, grad, mix):
-        hidden = inner(hm)(ids.to(hm.device), use_cache=False).last_hidden_state
+        hidden = forward(hm, ids, use_cache=False)
         return _read(hm, hidden, positions), taps
 
 
@@ -179,7 +179,7 @@ def state_forward(hm, ids, positions, layers, reads: torch.Tensor, grad: bool = 
             watched.clear()
             watched.update(_storages(hm, cache, layers) if a > 0 else ())
             kwargs = cache_ops.forward_kwargs(hm, cache, a, b, batch)
-            hidden.append(inner(hm)(ids[:, a:b], **kwargs).last_hidden_state)
+            hidden.append(forward(hm, ids[:, a:b], **kwargs))
             if b - 1 in boundaries:
                 _mark_states(hm, cache, layers, b - 1, taps, grad)
         return _read(hm, torch.cat(hidden, dim=1), reads), taps

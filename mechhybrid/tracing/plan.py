@@ -4,18 +4,19 @@ A patched run (a *variant*) is one site group patched at one position column. Fo
 and each prompt it becomes a `Unit`: the source's values to write, where they go, and from which position and
 layer on the run can differ from the base run (`mechhybrid.tracing.fast`). A unit that cannot reach any position
 the metric reads is not run (its reads are the base run's); units a few tokens or a layer apart share a forward
-where that is cheaper than one forward each (`merge_groups`).
+where that is cheaper than one forward each (`merge_groups`); a unit whose writes are the base run's own values
+(a prefix both prompts share) is not run either.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from mechhybrid.state.api import read_state
-from mechhybrid.tracing.fast import PAD_ID, TrackRuns, Unit, Write, full_run, inner, unembed_rows
+from mechhybrid.tracing.fast import PAD_ID, FullRun, TrackRuns, Unit, Write, forward, full_run, unembed_rows
 from mechhybrid.tracing.metrics import Track
 from mechhybrid.tracing.pairs import Columns
 from mechhybrid.tracing.sites import Resolved
@@ -30,29 +31,34 @@ def padded(rows) -> torch.Tensor:
 @dataclass
 class Sources:
     """What the source (the run values are taken from) supplies: activations at every hook point the sites
-    use, and states after the positions the state sites need."""
+    use, and states after the positions the state sites need; and the base run's activations to compare."""
 
     values: dict
     """(module path, "in" | "out") -> `[batch, seq, width]` on the source prompts (right-padded)."""
     states: dict
     """(row, layer, position) -> the one-row State of the source right after `position`."""
+    base: dict = field(default_factory=dict)
+    """(module path, "in" | "out") -> `[batch, seq, width]` on the base prompts, for the points whose module
+    runs once per forward in both runs (a write there of the value already there changes nothing)."""
 
 
-def track_runs(hm, prompts, track: Track) -> tuple[TrackRuns, torch.Tensor]:
-    """The base run of one track (prompts + suffix), recorded layer by layer; and its reads `[batch, read, vocab]`."""
+def track_runs(hm, prompts, track: Track, points=()) -> tuple[TrackRuns, torch.Tensor, FullRun]:
+    """The base run of one track (prompts + suffix), recorded layer by layer and at `points`; its reads
+    `[batch, read, vocab]`; and the forward's record."""
     rows = [tuple(p) + tuple(s) for p, s in zip(prompts, track.suffix)]
     runs = TrackRuns(base_ids=padded(rows), lengths=[len(r) for r in rows], reads=list(track.reads))
-    hidden, _, runs.hidden, runs.rests = full_run(hm, runs.base_ids, layers=True)
-    runs.base_reads = unembed_rows(hm, hidden, runs.read_positions(torch.arange(len(rows))))
-    return runs, runs.base_reads
+    full = full_run(hm, runs.base_ids, points, layers=True)
+    runs.hidden, runs.rests = full.layers, full.rests
+    runs.base_reads = unembed_rows(hm, full.hidden, runs.read_positions(torch.arange(len(rows))))
+    return runs, runs.base_reads, full
 
 
-def source_reads(hm, prompts, track: Track, points=()) -> tuple[torch.Tensor, dict]:
-    """The source's reads on one track, and its activations at `points`."""
+def source_reads(hm, prompts, track: Track, points=()) -> tuple[torch.Tensor, FullRun]:
+    """The source's reads on one track, and the forward's record (its activations at `points`)."""
     rows = [tuple(p) + tuple(s) for p, s in zip(prompts, track.suffix)]
     twin = TrackRuns(base_ids=padded(rows), lengths=[len(r) for r in rows], reads=list(track.reads))
-    hidden, values, _, _ = full_run(hm, twin.base_ids, points)
-    return unembed_rows(hm, hidden, twin.read_positions(torch.arange(len(rows)))), values
+    full = full_run(hm, twin.base_ids, points)
+    return unembed_rows(hm, full.hidden, twin.read_positions(torch.arange(len(rows)))), full
 
 
 def source_states(hm, prompts, groups: list[list[Resolved]], columns: Columns) -> dict:
@@ -82,6 +88,8 @@ class Reuse:
     """Continue each patched run from the base run's cache at its first changed position."""
     layers: bool = True
     """Replay the layers below a patched run's first changed layer from the base run."""
+    unchanged: bool = True
+    """Run no forward for a patch whose values equal the base run's own (a prefix both prompts share)."""
 
 
 def make_units(
@@ -98,12 +106,27 @@ def make_units(
                     if local:  # only the patched positions change: keep those the metric reads
                         read = range(track.lengths[b] - track.reads[b], track.lengths[b])
                         positions = tuple(p for p in positions if p in read)
-                    if not positions:
+                    if not positions or (reuse.unchanged and _unchanged(group, positions, b, sources)):
                         untouched.append(Unit(variant, k, b, track.lengths[b], 0))
                         continue
                     unit = _unit(group, positions, variant, k, b, sources, reuse)
                     (untouched if unit.start > track.lengths[b] - 1 else todo).append(unit)
     return todo, untouched
+
+
+def _unchanged(group, positions, row: int, sources: Sources) -> bool:
+    """Whether every site of the group would write, at these positions of this row, exactly the base run's own
+    value (causal tracing's prompt pairs share most tokens, and the prefix before the first differing one gives
+    both runs the same activations): the patched run is then the base run, and its reads are the base run's."""
+    index = list(positions)
+    for site in group:
+        if site.point not in sources.base:
+            return False  # a state, or a module that runs more than once
+        channels = site.channels or slice(None)
+        if not torch.equal(sources.values[site.point][row, index, channels],
+                           sources.base[site.point][row, index, channels]):
+            return False
+    return True
 
 
 def _unit(group, positions, variant: int, track: int, row: int, sources: Sources, reuse: Reuse) -> Unit:
@@ -130,8 +153,7 @@ class Costs:
     fixed: float
     """One forward, whatever its size (module calls, small-tensor ops)."""
     row_layer: float
-    """Each row through each layer, at one token: on transformers' CPU paths a Gated DeltaNet or Mamba-2 layer
-    pads every forward of up to 64 tokens to a whole chunk, so most of its cost lands here."""
+    """Each row through each layer, at one token (what a chunked scan pays for its padding lands here)."""
     token: float
     """Each further token of a row through a layer."""
 
@@ -143,13 +165,12 @@ MEASURE_ROWS = 8
 def measure_costs(hm, ids: torch.Tensor) -> Costs:
     """Time three forwards of the first prompt (1 row x 1 token, MEASURE_ROWS rows x 1 token, MEASURE_ROWS rows x
     the whole prompt) and solve for the fixed, per-row-layer and per-token costs (negative noise clipped to 0)."""
-    forward = inner(hm)
     rows = ids[:1].repeat(MEASURE_ROWS, 1).to(hm.device)
     times = []
     with torch.no_grad():
         for part in (rows[:1, :1], rows[:, :1], rows):
             begin = time.perf_counter()
-            forward(part, use_cache=False)
+            forward(hm, part, use_cache=False)
             times.append(time.perf_counter() - begin)
     layers, tokens = hm.n_layers, ids.shape[1]
     row_layer = max(times[1] - times[0], 0.0) / ((MEASURE_ROWS - 1) * layers)

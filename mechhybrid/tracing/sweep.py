@@ -18,7 +18,7 @@ continues one token at a time after the patched position. `SweepResult.strategy`
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -130,7 +130,7 @@ def sweep(
     token = spec_for(hm).continuation == "token"
     if token:
         _refuse_mixed(hm, groups)
-        reuse = Reuse(positions=False, layers=reuse.layers)
+        reuse = replace(reuse, positions=False)
     base, source = (pairs.corrupted, pairs.clean) if direction == "denoise" else (pairs.clean, pairs.corrupted)
     runs, base_reads, source_read, sources = _base_and_source(hm, base, source, tracks, groups, columns)
     clean_reads, corrupted_reads = (source_read, base_reads) if direction == "denoise" else (base_reads, source_read)
@@ -170,17 +170,20 @@ def _refuse_mixed(hm, groups) -> None:
 
 def _base_and_source(hm, base, source, tracks, groups, columns):
     """Per track: the base run (recorded for reuse) and both runs' reads `[1, batch, read, vocab]`; and the
-    source's values at every site (activations on the first track: the prompts' positions are the same in all)."""
+    source's values at every site (activations on the first track: the prompts' positions are the same in all),
+    with the base run's beside them."""
     points = sorted({r.point for g in groups for r in g if r.point is not None})
     runs, base_reads, source_read = [], [], []
     for k, track in enumerate(tracks):
-        run, reads = track_runs(hm, base, track)
+        run, reads, base_full = track_runs(hm, base, track, points if k == 0 else ())
         runs.append(run)
         base_reads.append(reads[None])
-        reads, values = source_reads(hm, source, track, points if k == 0 else ())
+        reads, source_full = source_reads(hm, source, track, points if k == 0 else ())
         source_read.append(reads[None])
         if k == 0:
-            sources = Sources(values, source_states(hm, source, groups, columns))
+            once = [p for p in points if base_full.calls[p] == source_full.calls[p] == 1]
+            sources = Sources(source_full.values, source_states(hm, source, groups, columns),
+                              {p: base_full.values[p] for p in once})
     return runs, tuple(base_reads), tuple(source_read), sources
 
 

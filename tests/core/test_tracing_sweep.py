@@ -157,3 +157,29 @@ def test_state_sites_refuse_a_transformer(tiny_models):
     assert state_sites(hm) == []
     with pytest.raises(Exception, match="no recurrent state"):
         sweep(hm, _rows(1), _rows(2), [StateSite(0)], _projection(hm))
+
+
+@pytest.mark.parametrize("model_type,shape", both_shapes(["qwen3_5_text", "mamba2", "falcon_h1", "jamba", "zamba2",
+                                                           "gpt2"]))
+def test_a_shared_prefix_runs_nothing_there_and_equals_the_hook_loop(tiny_models, model_type, shape, monkeypatch):
+    """Prompts that share their first 3 tokens: a patch there writes the base run's own values, so no forward
+    runs for it, and every entry still equals the loop's. The skip needs bit-equal values: zamba2's shared block
+    runs twice per forward (never skipped), and Jamba's MoE (alt shape) groups tokens by expert, so its prefix
+    values may differ in the last bit and its patches there run; for them only the equality is checked."""
+    from mechhybrid.tracing import fast
+
+    _, hm = tiny_models(model_type, shape)
+    corrupted = _rows(11, (6, 6))
+    clean = [row[:3] + other[3:] for row, other in zip(corrupted, _rows(110, (6, 6)))]
+    metric = _projection(hm, 5)
+    sites = _sites(hm)
+    ran = []
+    original = fast.run_units
+    monkeypatch.setattr(fast, "run_units", lambda hm, track, units, cache: ran.extend(units) or original(
+        hm, track, units, cache))
+    result = sweep(hm, clean, corrupted, sites, metric)
+    reference = loop(hm, corrupted, clean, [(s,) for s in sites], [[(p,)] * 2 for p in range(6)], metric)
+    assert (result.values - reference).abs().max().item() < TOL
+    assert (reference[:, 3:] - result.corrupted_metric).abs().max().item() > 1e-3  # not vacuous
+    columns = {u.variant % 6 for u in ran}
+    assert columns and (min(columns) >= 3 or hm.family in ("zamba2", "jamba"))
