@@ -204,7 +204,7 @@ def finalize(name: str, run_dir, out_dir, recipe: Recipe = RECIPE) -> dict:
     quiet()
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     spec = zoo_spec(name)
-    state = torch.load(run_dir / STATE_FILE, weights_only=False)
+    state = torch.load(run_dir / STATE_FILE, weights_only=True)  # tensors and plain data: no pickled code runs
     model = build_model(spec, recipe.seed)
     model.load_state_dict(state["model"])
     out_dir.mkdir(parents=True, exist_ok=True)

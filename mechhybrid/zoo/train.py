@@ -178,7 +178,7 @@ def _load_state(out: Path, model, opt, name: str, recipe: Recipe) -> tuple[int, 
     if not path.exists():
         return 0, _fresh_log(name, recipe)
     try:
-        state = torch.load(path, weights_only=False)
+        state = torch.load(path, weights_only=True)  # tensors and plain data: no pickled code runs
         log = state["log"]
     except Exception as error:  # any unreadable checkpoint is the same one-line problem for the user
         raise MechHybridError(f"training checkpoint unreadable ({type(error).__name__}): {path}; "
@@ -242,7 +242,7 @@ def carry_over(source_dir, target_dir, name: str, recipe: Recipe = RECIPE) -> st
     if not path.exists():
         raise MechHybridError(f"nothing to carry over: no {STATE_FILE} in {source}")
     try:
-        state = torch.load(path, weights_only=False)
+        state = torch.load(path, weights_only=True)  # tensors and plain data: no pickled code runs
         log = state["log"]
     except Exception as error:
         raise MechHybridError(f"training checkpoint unreadable ({type(error).__name__}): {path}") from None

@@ -180,3 +180,27 @@ def test_a_carried_run_that_the_new_rule_also_stops_stays_stopped(tmp_path, monk
     train_mod.carry_over(tmp_path / "old", tmp_path / "higher", "transformer",
                          dataclasses.replace(old, version=92, stop_after_probe=0.9))
     assert "stop" not in json.loads((tmp_path / "higher" / LOG_FILE).read_text())
+
+
+class _Payload:
+    """A pickled object whose unpickling would run code (here: record that it ran)."""
+
+    ran = False
+
+    def __reduce__(self):
+        return (_mark_ran, ())
+
+
+def _mark_ran():
+    _Payload.ran = True
+    return {}
+
+
+def test_a_checkpoint_with_pickled_code_is_refused_without_running_it(tmp_path):
+    train_model("transformer", tmp_path, steps=2, recipe=TINY, verbose=False)
+    state = torch.load(tmp_path / STATE_FILE, weights_only=True)
+    state["log"]["extra"] = _Payload()
+    torch.save(state, tmp_path / STATE_FILE)
+    with pytest.raises(MechHybridError, match="training checkpoint unreadable"):
+        train_model("transformer", tmp_path, steps=4, recipe=TINY, verbose=False)
+    assert not _Payload.ran
