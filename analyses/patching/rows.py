@@ -5,8 +5,9 @@
   analysis swept every pair on its own, n = pairs;
 - the unpatched runs: per task, the clean and corrupted runs' mean raw logit difference (`logit_diff_raw`);
 - attribution: the estimates (method `attribution`, the same coordinates plus `estimator`), and per (task, site
-  set, direction, estimator) its `spearman` with the exact entries, its `top_k_overlap`, and one `top_k_missed`
-  row per exact top-k entry outside its top k (value: the exact entry).
+  set, direction, estimator) its `spearman` with the exact entries, `spearman_effects` (the same over the entries
+  whose exact effect is at least EFFECT_FLOOR; n = how many), its `top_k_overlap`, and one `top_k_missed` row per
+  exact top-k entry outside its top k (value: the exact entry).
 
 Coordinates: `layer`, `kind` (a residual site has none), `head`, `position`; and this analysis' own: `task`,
 `direction`, `site` (the sweep's label), `site_set`, `token` (the first pair's clean token there, with its
@@ -91,6 +92,8 @@ def agreement_rows(sweep: SetSweep, found: Agreement, estimator: str, tokens: di
     name = f"{sweep.task}:{sweep.direction}:{sweep.site_set}:{estimator}"
     rows = [Row(name, "attribution", "spearman", found.rho, found.rho_low, found.rho_high, n=found.n, seed=seed,
                 coords=coords),
+            Row(name, "attribution", "spearman_effects", found.rho_effects, found.rho_effects_low,
+                found.rho_effects_high, n=found.n_effects, seed=seed, coords=coords),
             Row(name, "attribution", "top_k_overlap", found.overlap, n=found.k, seed=seed,
                 coords={**coords, "k": found.k})]
     for rank, (i, j, exact, _) in enumerate(found.missed):

@@ -106,6 +106,11 @@ def attribution_findings(agreements: list[dict], missed: list[dict]) -> list[str
                         and (a["model"], a["task"], a["direction"], a["site_set"], a["estimator"]) == key), None)
         sentence = (f"{_model(r)}, {label(r['task'])}, {esc(r['direction'])}, {esc(r['site_set'])}: "
                     f"{label(r['estimator'])} ranks the entries with Spearman {effect(r)} over {esc(r['n'])} entries")
+        moving = next((a for a in agreements if a["metric"] == "spearman_effects" and a["value"] is not None
+                       and (a["model"], a["task"], a["direction"], a["site_set"], a["estimator"]) == key), None)
+        if moving is not None:
+            sentence += (f" ({effect(moving)} over the {esc(moving['n'])} whose exact effect is at least 1% of the "
+                         f"clean - corrupted gap)")
         if overlap is not None and overlap["value"] is not None:
             sentence += f"; it finds {data_tag(overlap['value'])} of the exact top {esc(overlap['k'])}"
         gone = [m for m in missed if (m["model"], m["task"], m["direction"], m["site_set"], m["estimator"]) == key]

@@ -66,7 +66,7 @@ def baseline_records(results: list[dict]) -> list[dict]:
 def agreement_records(results: list[dict]) -> list[dict]:
     """Spearman and top-k overlap rows of every estimator (with `k` on the overlap)."""
     return [dict(_placed(row, record), k=row["coords"].get("k")) for row, record in _paired(results)
-            if row["method"] == "attribution" and row["metric"] in ("spearman", "top_k_overlap")]
+            if row["method"] == "attribution" and row["metric"] in ("spearman", "spearman_effects", "top_k_overlap")]
 
 
 def missed_records(results: list[dict]) -> list[dict]:

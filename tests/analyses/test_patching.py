@@ -234,3 +234,30 @@ def test_a_shipped_zoo_model_end_to_end():
     # (everything after the embedding of that token is recomputed from it), and nothing before it does.
     first = {r.coords["position"]: r.value for r in entries if r.coords["site"] == "L0.resid_pre"}
     assert first[4] == pytest.approx(1.0, abs=1e-4) and all(abs(first[p]) < 1e-4 for p in range(4))
+
+
+def _ranks(values):
+    order = np.argsort(values, kind="stable")
+    ranks = np.empty(len(values))
+    ranks[order] = np.arange(len(values))
+    return ranks
+
+
+def test_spearman_over_the_entries_that_move_the_metric():
+    from analyses.patching.sweeps import SetSweep
+
+    rng = np.random.default_rng(0)
+    exact = rng.normal(0, 1e-4, (6, 10))  # a tail that changes almost nothing
+    exact[0, 3], exact[2, 5], exact[4, 7], exact[5, 9], exact[1, 8] = 0.9, 0.5, 0.3, -0.2, 0.05
+    estimate = rng.normal(0, 1e-4, exact.shape)  # the tail in another order
+    moving = np.abs(exact) >= attr.EFFECT_FLOOR
+    estimate[moving] = exact[moving] * 2.0 + 0.01  # the same order where it matters
+    swept = SetSweep("t", "residual", "denoise", tuple(range(6)), tuple(range(10)), exact, None, None, 1.0, 0.0, 1,
+                     "test", (True,) * 10)
+    found = attr.agreement(swept, estimate, k=3, seed=0)
+    x, y = exact.ravel(), estimate.ravel()
+    assert found.rho == pytest.approx(np.corrcoef(_ranks(x), _ranks(y))[0, 1])
+    assert found.rho < 0.5 and found.n == 60
+    assert found.n_effects == 5 and found.rho_effects == pytest.approx(1.0)
+    estimate[moving] = -exact[moving]  # reversed where it matters
+    assert attr.agreement(swept, estimate, k=3, seed=0).rho_effects == pytest.approx(-1.0)
