@@ -6,8 +6,8 @@
 For each zoo model, the zoo's needle pairs (the value swapped; analyses.patching.pairs), metric the logit
 difference. Timed in turns (benchmarks/measure.py), as multiples of one plain forward of the clean prompts
 (`hm.hf_model(clean)`, no grad) and of one forward + backward of it (the sum of the logit difference, grad on):
-- `edge_scores(method="eap")` (goal: <= 4 forward + backward equivalents) and `"eap-ig"` (goal: <= 2 x steps + 2),
-  each beside its own `work` count;
+- `edge_scores(method="eap")` (goal: <= 4 forward-equivalents, in plain forwards) and `"eap-ig"` (goal: <= 2 x
+  steps + 2), each beside its own `work` count;
 - `faithfulness` of 1, 4 and 16 circuits stacked (the analysis' curve and random circuits run so): the cost per
   circuit, in forwards; the edge count does not change a run's cost (every receiver gets its delta either way);
 - positional edges (`positional=True`, an edge per token): `eap` and `faithfulness` of the largest stack again,
@@ -69,7 +69,7 @@ def bench(name: str, pairs_n: int, length: int, steps: int, sizes, repeats: int)
         goal = 4 if method == "eap" else 2 * steps + 2
         print(f"  {method:<8} {times[method] / unit:6.2f} forwards = {times[method] / fb:5.2f} forward+backward "
               f"(work {found[method].work:.0f}; goal {goal} forward-equivalents)")
-    print("  faithfulness (3 forwards of each call are the clean, corrupted and source runs, shared):")
+    print("  faithfulness (2 forwards of each call are the clean and corrupted runs, stacked in one; shared):")
     for k in sizes:
         seconds = times[f"faithfulness x{k}"]
         print(f"    {k:>2} circuit(s) stacked: {seconds / unit:6.2f} forwards, {seconds / unit / k:5.2f} per circuit")

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 import torch
 
-from mechhybrid.circuits.run import edge_forward
-from mechhybrid.circuits.scores import Setup, check_one_length, collect, setup_runs, track_width
+from mechhybrid.circuits.run import edge_forward, sender_values
+from mechhybrid.circuits.scores import Setup, check_one_length, collect_ends, sender_stack, setup_runs, track_width
 from mechhybrid.circuits.wiring import Wiring
 from mechhybrid.errors import MechHybridError
 from mechhybrid.tracing.metrics import check_metric, normalise, normalising_gap
@@ -51,14 +51,15 @@ class Faithfulness:
     """Forward-equivalents spent (one forward of the prompts on every track = 1)."""
 
 
-def _ablated_values(setup: Setup, ablation: str) -> list[torch.Tensor]:
-    """Per track: `[sender, batch, seq, d_model]` (or broadcastable) values the ablated edges carry."""
+def _ablated_values(setup: Setup, ablation: str, ends: list) -> list[torch.Tensor]:
+    """Per track: `[sender, batch, seq, d_model]` (or broadcastable) values the ablated edges carry, from the
+    clean and corrupted runs (`ends[track][role]`, `collect_ends`)."""
     out = []
     for k, track in enumerate(setup.tracks):
         if ablation == "patch":
-            out.append(collect(setup, "corrupted", k, grad=False)[1])
+            out.append(sender_stack(setup, ends[k]["corrupted"][1]))
             continue
-        values = collect(setup, "clean", k, grad=False)[1]
+        values = sender_stack(setup, ends[k]["clean"][1])
         lengths = track.reads.max(1).values + 1  # the last read is each row's last real token
         real = (torch.arange(values.shape[2])[None] < lengths[:, None]).to(values)  # [batch, seq]
         mean = (values * real[None, :, :, None]).sum((1, 2)) / real.sum()
@@ -77,7 +78,8 @@ def _run_chunk(setup: Setup, track: int, ablate: torch.Tensor, source: torch.Ten
         rows = rows[..., :ids.shape[1]]  # this track's positions (a shorter track has fewer)
     pending: dict = {}
 
-    def on_senders(indices, values):
+    def on_senders(indices, tensor):
+        values = sender_values(setup.hm, setup.wiring, indices, tensor)
         diff = values - source[indices].repeat(1, n_circuits, 1, 1)  # [k, row, seq, d_model]
         if rows.ndim == 4:
             add = torch.einsum("rkvp,krpd->vrpd", rows[:, indices], diff)
@@ -112,9 +114,12 @@ def faithfulness(hm, clean, corrupted, metric, keeps: torch.Tensor, ablation: st
         raise MechHybridError(f"keeps must be [circuit, {shape}] (sender x receiver{' x position' * (keeps.ndim == 4)}"
                               f"), got {tuple(keeps.shape)}")
     ablate = valid[None] & ~keeps.bool()
-    source = _ablated_values(setup, ablation)
-    reads_clean = [collect(setup, "clean", k, grad=False)[0] for k in range(len(setup.tracks))]
-    reads_corrupted = [collect(setup, "corrupted", k, grad=False)[0] for k in range(len(setup.tracks))]
+    # The clean and corrupted runs give the metric's ends and the ablated values (one of them records senders).
+    ends = [collect_ends(setup, k, ("corrupted" if ablation == "patch" else "clean",))
+            for k in range(len(setup.tracks))]
+    source = _ablated_values(setup, ablation, ends)
+    reads_clean = [end["clean"][0] for end in ends]
+    reads_corrupted = [end["corrupted"][0] for end in ends]
     reference = tuple(r[None] for r in reads_clean)
     clean_raw = float(_score(setup, [r[None] for r in reads_clean], reference)[0])
     corrupted_raw = float(_score(setup, [r[None] for r in reads_corrupted], reference)[0])
@@ -129,7 +134,7 @@ def faithfulness(hm, clean, corrupted, metric, keeps: torch.Tensor, ablation: st
     if setup.metric.normalised:
         normalising_gap(clean_raw, corrupted_raw, setup.metric.name)
         values = normalise(raw, clean_raw, corrupted_raw, setup.metric.name)
-    forwards = (2 + (ablation == "patch") + ablate.shape[0]) * 1.0
+    forwards = (2 + ablate.shape[0]) * 1.0
     return Faithfulness(values.float(), raw.float(), clean_raw, corrupted_raw, forwards)
 
 

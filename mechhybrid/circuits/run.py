@@ -3,27 +3,35 @@
 `edge_forward(hm, wiring, ids, reads, on_senders, receiver_delta)` runs `ids` (right-padded, no cache) with plain
 torch hooks:
 
-- at each sender's point, its values in residual units are computed (all heads of a component at once) and
-  handed to `on_senders(indices, values)` (`values`: `[sender, batch, seq, d_model]`);
+- at each sender's point, the tensor there (detached: nothing differentiates through a sender's value) is handed
+  to `on_senders(indices, tensor)` with the indices of the senders read from it (every head of a component at
+  once; `on_senders=None`: none, a gradient-only run). `sender_values(hm, wiring, indices, tensor)` turns it into
+  their values in residual units, `[sender, batch, seq, d_model]`; it is linear, so a difference of two runs'
+  values is the values of their tensors' difference (one head projection instead of two);
 - each receiver's residual (its norm's input, recorded as the norm runs) becomes `residual + delta`, with
   `delta = receiver_delta(j, residual)` (None: unchanged), and the receiver alone reads
-  `in_scale * norm(residual + delta)` (the norm's `forward` recomputed for it, without hooks); the logits read
-  the final norm of `residual + delta`. The residual stream itself, and every other receiver, are untouched.
+  `in_scale * norm(residual + delta)`: where the norm's output is that receiver's input alone (the logits' final
+  norm, any sequential layer), the delta is added to the norm's input and the model's own norm and scale run on
+  it; where several receivers read one norm (parallel mixers), the norm's `forward` is recomputed for each,
+  without hooks. The residual stream itself, and every other receiver, are untouched.
 
 Returns `[batch, read, vocab]` float32 logits at `reads`. Autograd records whatever the hooks do when grad is on.
+Chunked scans (Gated DeltaNet, Mamba-2) run with chunks fitted to the forward's length on the CPU
+(`mechhybrid.tracing.fast.forward`): the zoo's 64-token chunk would make a 32-token forward pay for 64.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from contextlib import contextmanager
 
 import torch
 
 from mechhybrid import hook_io
 from mechhybrid.circuits.wiring import LOGITS, Wiring
-from mechhybrid.tracing.fast import inner
+from mechhybrid.tracing.fast import forward
 
-__all__ = ["edge_forward", "head_values", "embedding_path"]
+__all__ = ["edge_forward", "sender_values", "head_values", "embedding_path"]
 
 
 def embedding_path(hm) -> str:
@@ -50,7 +58,10 @@ def _groups(wiring: Wiring) -> dict:
     return out
 
 
-def _values(hm, wiring: Wiring, indices: list[int], tensor: torch.Tensor) -> torch.Tensor:
+def sender_values(hm, wiring: Wiring, indices: list[int], tensor: torch.Tensor) -> torch.Tensor:
+    """`[sender, batch, seq, d_model]` the values of the senders `indices` from the tensor at their point (a head:
+    its slice through its columns of the output projection; any other sender: the tensor, times the component's
+    residual scale)."""
     sender = wiring.senders[indices[0]]
     if sender.head is not None:
         return head_values(hm, sender.component, tensor)
@@ -79,18 +90,17 @@ def _register(hm, point, fn, replace: bool):
 def _hooks(hm, wiring: Wiring, on_senders, receiver_delta):
     handles, residual = [], {}
     try:
-        for point, indices in _groups(wiring).items():
-            def sender(t, indices=indices):
-                on_senders(indices, _values(hm, wiring, indices, t))
-            handles.append(_register(hm, point, sender, replace=False))
-        for norm in {r.norm for r in wiring.receivers if r.name != LOGITS}:
+        for point, indices in _groups(wiring).items() if on_senders is not None else ():
+            handles.append(_register(hm, point, lambda t, indices=indices: on_senders(indices, t.detach()), False))
+        readers = Counter(r.norm for r in wiring.receivers)
+        for norm in {r.norm for r in wiring.receivers if readers[r.norm] > 1}:
             handles.append(_register(hm, (norm, "in"), lambda t, norm=norm: residual.__setitem__(norm, t), False))
         for j, r in enumerate(wiring.receivers):
-            if r.name == LOGITS:
-                def final(t, j=j):
+            if readers[r.norm] == 1:  # the norm's output is this receiver's input alone: its delta goes in there
+                def alone(t, j=j):
                     delta = receiver_delta(j, t)
                     return t if delta is None else t + delta
-                handles.append(_register(hm, (r.norm, "in"), final, replace=True))
+                handles.append(_register(hm, (r.norm, "in"), alone, replace=True))
                 continue
 
             def read(x, j=j, r=r):
@@ -118,7 +128,7 @@ def edge_forward(hm, wiring: Wiring, ids: torch.Tensor, reads: torch.Tensor, on_
         extra.append(module.register_forward_hook(mix))
     try:
         with _hooks(hm, wiring, on_senders, receiver_delta):
-            hidden = inner(hm)(ids.to(hm.device), use_cache=False).last_hidden_state
+            hidden = forward(hm, ids, use_cache=False)
     finally:
         for handle in extra:
             handle.remove()

@@ -206,30 +206,38 @@ def test_path_patching_identities(models, family):
     assert abs(measured.raw[0] - clean_raw) < 1e-4
     assert abs(measured.raw[1] - corrupted_raw) < 1e-4
     assert abs(measured.raw[2] - one_raw) < 1e-4
-    assert measured.forwards == 2 + 1 + 3
+    assert measured.forwards == 2 + 3  # the clean and corrupted runs (the latter also gives the patched values)
 
 
-def test_eap_ig_equals_averaged_gradient(models):
-    """EAP-IG with 2 steps against the same reference, the token embeddings moved by hand."""
+@pytest.mark.parametrize("tokens", [2048, 28, 1])
+def test_eap_ig_equals_averaged_gradient(models, monkeypatch, tokens):
+    """EAP-IG with 3 steps against the same reference, the token embeddings moved by hand: the midpoints stacked
+    in one forward (2048 tokens), split over forwards of at most 28 tokens (2 rows of 7 tokens: 2 midpoints, then
+    1), and one midpoint a forward (a budget below one midpoint's rows)."""
+    import mechhybrid.circuits.scores as scores_module
+
+    monkeypatch.setattr(scores_module, "IG_TOKENS", tokens)
     hf, hm = models("falcon_h1")
     clean, corrupted = _pairs()
-    scores = edge_scores(hm, clean, corrupted, LogitDiff(ANSWERS, WRONG), method="eap-ig", ig_steps=2)
-    assert scores.work == 2 + 2 * 2
+    steps = 3
+    scores = edge_scores(hm, clean, corrupted, LogitDiff(ANSWERS, WRONG), method="eap-ig", ig_steps=steps)
+    assert scores.work == 2 + 2 * steps
     embed = hf.get_input_embeddings()
     with torch.no_grad():
         base, source = embed(clean), embed(corrupted)
-    for i, j in _picked_edges(scores.wiring)[:3]:
+    largest = divmod(int(scores.raw.abs().argmax()), scores.raw.shape[1])  # where the midpoints' gradients differ most
+    for i, j in _picked_edges(scores.wiring)[:3] + [largest]:
         sender, receiver = scores.wiring.senders[i], scores.wiring.receivers[j]
         direction = (_sender_value(hf, hm, "falcon_h1", sender, corrupted)
                      - _sender_value(hf, hm, "falcon_h1", sender, clean)).detach()
         total = 0.0
-        for alpha in (0.25, 0.75):
+        for alpha in (1 / 6, 1 / 2, 5 / 6):
             handle = embed.register_forward_hook(lambda m, a, o, alpha=alpha: base + alpha * (source - base))
             eps = torch.zeros((), requires_grad=True)
             try:
                 with torch.enable_grad():
                     value = _raw(_injected(hf, "falcon_h1", receiver, direction, clean, eps))
-                    total += float(torch.autograd.grad(value, eps)[0]) / 2
+                    total += float(torch.autograd.grad(value, eps)[0]) / steps
             finally:
                 handle.remove()
         assert abs(float(scores.raw[i, j]) - total) < 1e-5
@@ -334,6 +342,28 @@ def test_empty_graph_and_bad_inputs_are_one_line(models):
             check()
         assert "\n" not in str(info.value)
     assert "empty" in str(pytest.raises(MechHybridError, prune, zero, top_n=5).value)
+
+
+def test_parameters_keep_their_requires_grad(models):
+    """Scoring freezes the weights while it runs (autograd then records only the receivers' paths) and gives every
+    parameter back its own flag, also when the metric fails midway."""
+    hf, hm = models("llama")
+    clean, corrupted = _pairs()
+    params = list(hf.parameters())
+    params[0].requires_grad_(False)  # a parameter frozen by the caller stays frozen
+    before = [p.requires_grad for p in params]
+
+    def broken(logits):
+        raise MechHybridError("broken metric")
+
+    try:
+        edge_scores(hm, clean, corrupted, LogitDiff(ANSWERS, WRONG), method="eap-ig", ig_steps=2)
+        assert [p.requires_grad for p in params] == before
+        with pytest.raises(MechHybridError):
+            edge_scores(hm, clean, corrupted, broken)
+        assert [p.requires_grad for p in params] == before
+    finally:
+        params[0].requires_grad_(True)
 
 
 def test_zamba2_refused_in_one_line():
