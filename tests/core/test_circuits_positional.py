@@ -15,25 +15,12 @@ from mechhybrid.circuits import (NO_POSITION, circuit_graph, discover, edge_scor
                                  prune, random_keeps, ranked_edges, state_nodes)
 from mechhybrid.errors import MechHybridError
 from mechhybrid.tracing import LogitDiff
-from tests.core.test_circuits import (ANSWERS, WRONG, _injected, _model, _pairs, _picked_edges, _raw,
-                                      _sender_value)
+from tests.core.test_circuits import (ANSWERS, WRONG, _injected, _pairs, _picked_edges, _raw, _sender_value,
+                                      models)  # noqa: F401 (models: the shared module-scoped fixture)
 
 FAMILIES = ("llama", "qwen3_5_text", "mamba2", "falcon_h1", "jamba", "recurrent_gemma")
 SEQ = 7
 """The prompts' length (tests/core/test_circuits.py `_pairs`): the position axis."""
-
-
-@pytest.fixture(scope="module")
-def models():
-    cache = {}
-
-    def get(family):
-        if family not in cache:
-            hf = _model(family)
-            cache[family] = (hf, mechhybrid.load(hf))
-        return cache[family]
-
-    return get
 
 
 def _at(direction: torch.Tensor, p: int) -> torch.Tensor:
