@@ -64,6 +64,19 @@ def models():
     return get
 
 
+def written_and_read_back(hm, graph, tmp_path):
+    """`graph` attached to a Result, written, and read back: (the graph read back, the GraphML file's path)."""
+    from analyses.common import library_versions, model_info
+    from analyses.schema import Result, Row
+    from mechhybrid.results import read_side, write_result
+
+    result = Result("circuits", model_info(hm), {}, "patch", [], 0, library_versions(),
+                    [Row("circuit", "patch", "faithfulness", 1.0)])
+    result.attach("circuit", graph)
+    write_result(result, tmp_path)
+    return read_side(result, "circuit", tmp_path), next(tmp_path.rglob("*.graphml"))
+
+
 def _pairs():
     clean = random_ids(2, 7, 1)
     corrupted = clean.clone()
@@ -275,9 +288,6 @@ def test_state_nodes_equal_tracing_state_attribution(models):
 
 
 def test_graph_round_trips_through_json_and_graphml(models, tmp_path):
-    from mechhybrid.results import read_side, write_result
-    from analyses.common import library_versions, model_info
-    from analyses.schema import Result, Row
 
     hf, hm = models("mamba2")
     clean, corrupted = _pairs()
@@ -286,12 +296,7 @@ def test_graph_round_trips_through_json_and_graphml(models, tmp_path):
     graph = circuit_graph(scores, prune(scores, top_n=8), state_nodes(hm, clean, corrupted, metric))
     counts = graph_counts(graph)
     assert counts["edges"] == 8 and counts["heads"] >= 1
-    result = Result("circuits", model_info(hm), {}, "patch", [], 0, library_versions(),
-                    [Row("circuit", "patch", "faithfulness", 1.0)])
-    result.attach("circuit", graph)
-    write_result(result, tmp_path)
-    back = read_side(result, "circuit", tmp_path)
-    graphml = next(tmp_path.rglob("*.graphml"))
+    back, graphml = written_and_read_back(hm, graph, tmp_path)
     for other in (back, nx.read_graphml(graphml)):
         assert dict(other.nodes(data=True)) == dict(graph.nodes(data=True))
         assert {(u, v): d for u, v, d in other.edges(data=True)} == {(u, v): d for u, v, d in

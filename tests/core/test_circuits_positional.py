@@ -16,7 +16,7 @@ from mechhybrid.circuits import (NO_POSITION, circuit_graph, discover, edge_scor
 from mechhybrid.errors import MechHybridError
 from mechhybrid.tracing import LogitDiff
 from tests.core.test_circuits import (ANSWERS, WRONG, _injected, _pairs, _picked_edges, _raw, _sender_value,
-                                      models)  # noqa: F401 (models: the shared module-scoped fixture)
+                                      models, written_and_read_back)  # noqa: F401 (models: the shared module-scoped fixture)
 
 FAMILIES = ("llama", "qwen3_5_text", "mamba2", "falcon_h1", "jamba", "recurrent_gemma")
 SEQ = 7
@@ -99,10 +99,6 @@ def test_positional_edge_ablated_at_every_position_is_the_edge_ablated(models):
 
 
 def test_positional_pruning_graph_and_round_trip(models, tmp_path):
-    from analyses.common import library_versions, model_info
-    from analyses.schema import Result, Row
-    from mechhybrid.results import read_side, write_result
-
     hf, hm = models("mamba2")
     clean, corrupted = _pairs()
     metric = LogitDiff(ANSWERS, WRONG)
@@ -132,12 +128,7 @@ def test_positional_pruning_graph_and_round_trip(models, tmp_path):
     for node, d in graph.nodes(data=True):
         if node in summed:
             assert d["score"] == pytest.approx(summed.nodes[node]["score"], abs=1e-6)
-    result = Result("circuits", model_info(hm), {}, "patch", [], 0, library_versions(),
-                    [Row("circuit", "patch", "faithfulness", 1.0)])
-    result.attach("circuit", graph)
-    write_result(result, tmp_path)
-    back = read_side(result, "circuit", tmp_path)
-    graphml = next(tmp_path.rglob("*.graphml"))
+    back, graphml = written_and_read_back(hm, graph, tmp_path)
     edges = lambda g: {(u, v, k): d for u, v, k, d in g.edges(keys=True, data=True)}  # noqa: E731
     for other in (back, nx.read_graphml(graphml, force_multigraph=True)):
         assert isinstance(other, nx.MultiDiGraph)
