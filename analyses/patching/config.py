@@ -40,11 +40,10 @@ class PatchingConfig:
     are 6 tokens). Every position is swept."""
     depth: float = 0.5
     """Relative depth of the needle in its filler (the same in every pair, so positions line up)."""
-    sites: tuple[str, ...] = ("residual", "components", "states")
+    sites: tuple[str, ...] = ("residual", "components", "heads", "states")
     """Site sets swept at every position: residual (the stream before every layer: classic causal tracing),
-    components, heads, states (every recurrent layer); a set the model lacks is noted and skipped. Heads are in the
-    `full` profile: on the zoo (one thread, 2026-12-02) components add 30% to the quick sweep (Mamba-2: 15.5 ->
-    20.3 CPU-s), heads another 60% (33.0), which the quick study's 10 minutes cannot hold."""
+    components, heads (every attention and multi-head recurrent mixer head), states (every recurrent layer); a set
+    the model lacks is noted and skipped."""
     directions: tuple[str, ...] = ("denoise",)
     """denoise (clean values into the corrupted run), noise (corrupted values into the clean run)."""
     per_pair: bool = False
