@@ -189,32 +189,30 @@ def _backward(setup: _Setup, value: torch.Tensor, leaves: list[tuple], retain: b
 def _site_effects(setup: _Setup, base: _Pass, source: _Pass, grads: dict) -> torch.Tensor:
     """`[group, column]`: sum over each group's sites, rows and column positions of (source - base) . grad."""
     width, batch = setup.width, setup.tracks[0].base.shape[0]
-    names = list(dict.fromkeys(site.name for group in setup.groups for site in group))
-    cells = torch.zeros(len(names), batch, width)  # [site, batch, seq]: the effect at each row and position
-    done = set()
+    sites: dict = {}  # each site once, in order of first appearance
     for group in setup.groups:
         for site in group:
-            if site.name in done:
-                continue
-            done.add(site.name)
-            per = cells[names.index(site.name)]
-            if site.point is not None:
-                channels = site.channels or slice(None)
-                first = source.taps[0].values[site.point][0][:, :width, channels]
-                for i, value in enumerate(base.taps[0].values[site.point]):
-                    diff = first - value[:, :width, channels]
-                    per += (diff * grads[("act", site.point, i)][..., channels]).sum(-1)
-            else:
-                for (layer, p, name), value in base.states[0].states.items():
-                    if layer == site.state_layer:
-                        diff = source.states[0].states[(layer, p, name)] - value
-                        per[:, p] += (diff * grads[("state", layer, p, name)]).flatten(1).sum(1)
+            sites.setdefault(site.name, site)
+    index = {name: i for i, name in enumerate(sites)}
+    cells = torch.zeros(len(sites), batch, width)  # [site, batch, seq]: the effect at each row and position
+    for site, per in zip(sites.values(), cells):
+        if site.point is not None:
+            channels = site.channels or slice(None)
+            first = source.taps[0].values[site.point][0][:, :width, channels]
+            for i, value in enumerate(base.taps[0].values[site.point]):
+                diff = first - value[:, :width, channels]
+                per += (diff * grads[("act", site.point, i)][..., channels]).sum(-1)
+        else:
+            for (layer, p, name), value in base.states[0].states.items():
+                if layer == site.state_layer:
+                    diff = source.states[0].states[(layer, p, name)] - value
+                    per[:, p] += (diff * grads[("state", layer, p, name)]).flatten(1).sum(1)
     # One product instead of a Python sum per (group, column, row): the membership of sites in groups times the
     # cells summed over each column's positions (float64, as the Python floats summed them).
-    membership = torch.zeros(len(setup.groups), len(names), dtype=torch.float64)
+    membership = torch.zeros(len(setup.groups), len(sites), dtype=torch.float64)
     for g, group in enumerate(setup.groups):
         for site in group:
-            membership[g, names.index(site.name)] += 1
+            membership[g, index[site.name]] += 1
     per_column = cells.double().flatten(1) @ setup.selection.flatten(1).T
     return (membership @ per_column).float()
 
