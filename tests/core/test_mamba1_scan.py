@@ -155,3 +155,58 @@ def test_training_patch_is_scoped_to_jamba_and_undone_on_error(reference_scan):
             assert modeling_jamba.mamba_selective_scan.mechhybrid_chunk_len is None
             raise RuntimeError("interrupted step")
     assert modeling_jamba.mamba_selective_scan is reference_scan
+
+
+def _grads_of_inputs(x, chunk_len, weights):
+    """Gradients of a weighted sum of the scan's outputs and last state w.r.t. every tensor input."""
+    leaves = {k: v.detach().clone().requires_grad_(True) for k, v in x.items() if torch.is_tensor(v)}
+    out, last = selective_scan(**{**x, **leaves}, chunk_len=chunk_len)
+    ((out * weights[0]).sum() + (last * weights[1]).sum()).backward()
+    return out.detach(), last.detach(), {k: v.grad for k, v in leaves.items()}
+
+
+@pytest.mark.parametrize("shape", [dict(), dict(batch=3, channels=16, state=16, seq=70), dict(batch=1, channels=3, state=5, seq=1)])
+@pytest.mark.parametrize("chunk_len", [1, 5, 16])
+def test_analysis_backward_equals_autograd_through_the_reference_loop(reference_scan, shape, chunk_len):
+    """The hand-written backward (chunked scan, grad on) against autograd through the unchunked loop; its forward
+    stays bitwise the reference's."""
+    x = _inputs(**shape)
+    g = torch.Generator().manual_seed(1)
+    out_shape, last_shape = x["z"].shape, (x["A"].shape[0], x["A"].shape[1])
+    weights = (torch.randn(out_shape, generator=g), torch.randn(x["z"].shape[0], *last_shape, generator=g))
+    ref_out, ref_last, ref_grads = _grads_of_inputs(x, None, weights)
+    with torch.no_grad():
+        assert torch.equal(ref_out, reference_scan(**x)[0])
+    out, last, grads = _grads_of_inputs(x, chunk_len, weights)
+    assert torch.equal(out, ref_out) and torch.equal(last, ref_last)
+    assert grads.keys() == ref_grads.keys() == {"hidden_states", "dt", "A", "B", "C", "D", "z", "delta_bias"}
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, ref_grads[name], rtol=1e-5, atol=1e-5, msg=name)
+
+
+def test_analysis_backward_passes_float64_gradcheck():
+    """Against finite differences (an independent reference), outputs and last state both differentiated. Only dt,
+    A and C: the reference casts x and B to fp32 (`.float()`), so finite differences in them measure rounding (their
+    gradients are checked against autograd above)."""
+    x = {k: (v.double() if torch.is_tensor(v) else v) for k, v in _inputs(batch=2, channels=3, state=2, seq=7).items()}
+    names = ("dt", "A", "C")
+
+    def scan(*tensors):
+        return selective_scan(**{**x, **dict(zip(names, tensors))}, chunk_len=3)
+
+    inputs = tuple(x[n].detach().clone().requires_grad_(True) for n in names)
+    assert torch.autograd.gradcheck(scan, inputs, eps=1e-6, atol=1e-7)
+
+
+def test_analysis_backward_is_the_one_taken_with_grad_only(monkeypatch):
+    calls = []
+    real = mamba1_scan._ScanWithBackward.apply
+    monkeypatch.setattr(mamba1_scan._ScanWithBackward, "apply", lambda *a: calls.append(a[-1]) or real(*a))
+    x = _inputs()
+    with torch.no_grad():
+        selective_scan(**x, chunk_len=16)
+    selective_scan(**x, chunk_len=16)  # grad on, but nothing requires it
+    assert calls == []
+    selective_scan(**{**x, "dt": x["dt"].requires_grad_(True)}, chunk_len=16)
+    selective_scan(**{**x, "dt": x["dt"].requires_grad_(True)}, chunk_len=None)  # training keeps autograd's loop
+    assert calls == [16]
