@@ -15,6 +15,8 @@ from reports.pages import ordered_models
 __all__ = ["failure_page", "FAILURE_PAGE", "quote_text", "overlap_text"]
 
 FAILURE_PAGE = "failures.html"
+COUNTS = ("k95", "circuit_nodes", "circuit_heads", "circuit_states")
+"""Metrics (prefixes) that count things (heads kept, a circuit's nodes): a whole value is shown as one."""
 
 
 def quote_text(q: Quote) -> str:
@@ -23,7 +25,7 @@ def quote_text(q: Quote) -> str:
         if q.metric.startswith("k95"):
             return "none drawn (its intact retrieval is within its interval of chance)"
         return "no value (n/a)"
-    if q.metric.startswith("k95") and float(q.value).is_integer():  # a head count: shown as one
+    if q.metric.startswith(COUNTS) and float(q.value).is_integer():
         text = f'<data value="{esc(repr(q.value))}">{int(q.value)}</data>'
     else:
         text = data_tag(q.value)

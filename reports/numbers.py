@@ -18,6 +18,8 @@ def shown(number) -> str:
     """`number` rounded to 3 significant figures for prose: 35198.2 -> '35,198'; 0.52149 -> '0.521'."""
     if number is None or (isinstance(number, float) and not math.isfinite(number)):
         return "n/a"
+    if isinstance(number, int) and not isinstance(number, bool):
+        return f"{number:,}"  # a count is exact: no rounding, no decimals
     if number == 0:
         return "0"
     magnitude = math.floor(math.log10(abs(number)))

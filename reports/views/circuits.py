@@ -127,20 +127,20 @@ def _curve_chart(top: list[dict], random: list[dict]):
 
 
 def summary(result: dict) -> dict:
-    """metric -> its summary record (condition `circuit`)."""
-    return {row["metric"]: record for row, record in _rows(result) if row["condition"] == "circuit"}
+    """metric -> its summary record (condition `circuit`) with the row's coordinates (`k`: the circuit's edges)."""
+    return {row["metric"]: {**row["coords"], **record} for row, record in _rows(result) if row["condition"] == "circuit"}
 
 
 def circuit_findings(result: dict) -> list[str]:
     found = summary(result)
     if "faithfulness" not in found:
         return []
-    edges = found["faithfulness"].get("k")
-    heads = found["circuit_heads"]["value"]
+    edges = found["faithfulness"]["k"]
+    nodes, heads, states = (int(found[f"circuit_{what}"]["value"]) for what in ("nodes", "heads", "states"))
     points, _ = layout_records(result)
     attention = sum(p["kind"] == "attention" and p["head"] is not None for p in points)
-    text = [f"The circuit keeps {data_tag(edges)} edges over {data_tag(found['circuit_nodes']['value'])} nodes "
-            f"({data_tag(heads)} heads, {data_tag(found['circuit_states']['value'])} recurrent states); run with "
+    text = [f"The circuit keeps {data_tag(edges)} edges over {data_tag(nodes)} nodes "
+            f"({data_tag(heads)} heads, {data_tag(states)} recurrent states); run with "
             f"every other edge ablated it recovers {data_tag(found['faithfulness']['value'])} of the clean "
             f"run's logit difference, and its complement alone {data_tag(found['completeness']['value'])}."]
     if not attention:

@@ -85,7 +85,9 @@ def test_written_graph_reloads_and_view_draws_it(hm_griffin, tmp_path, capsys):
     assert {p["node"] for p in points} == set(graph.nodes)
     assert len(rules) == graph.number_of_edges()
     found = circuit_findings(saved)
-    assert "edges over" in found[0]
+    kept = sum(kind == "residual" for _, _, kind in graph.edges(data="kind"))  # the others: head -> component
+    inner = sum(kind not in ("embedding", "logits") for _, kind in graph.nodes(data="kind"))
+    assert f'keeps <data value="{kept}">{kept}</data> edges over <data value="{inner}">{inner}</data> nodes' in found[0]
     heads = [n for n, d in graph.nodes(data=True) if d["kind"] == "attention" and d["head"] >= 0]
     assert ("no attention head" in " ".join(found)) == (not heads)
 

@@ -80,6 +80,7 @@ def _is_rounding(shown_text: str, exact: str) -> bool:
 def test_rounding_for_prose():
     assert shown(35198.2) == "35,198" and shown(0.52149) == "0.521" and shown(1.9) == "1.90"
     assert shown(-0.0123) == "-0.0123" and shown(None) == "n/a" and shown(0) == "0"
+    assert shown(57) == "57" and shown(1234567) == "1,234,567" and shown(57.0) == "57.0"  # counts are exact
     for value in (310.4, 0.0001234, 2.5e-7, 999.5, 99.96, 1.0, -42.42):
         assert _is_rounding(shown(value), repr(value)), value
 
