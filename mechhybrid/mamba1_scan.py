@@ -32,6 +32,7 @@ import importlib.util
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 __all__ = ["selective_scan", "training_scan", "use_bounded_scan", "BOUNDED_SCANS", "ANALYSIS_CHUNK"]
 
@@ -114,6 +115,7 @@ class _ScanWithBackward(torch.autograd.Function):
         return out, state
 
     @staticmethod
+    @once_differentiable  # a second derivative through it raises instead of being silently wrong
     def backward(ctx, grad_out, grad_last):
         x, dt, A, B, C, states = ctx.saved_tensors
         seq_len = x.shape[-1]
