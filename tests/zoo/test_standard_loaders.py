@@ -145,8 +145,10 @@ def test_transformer_lens_bridge_gives_mechhybrids_ids_and_logits(zoo_models, na
         with torch.no_grad():
             theirs, reference = bridge(ids, return_type="logits"), eager(ids).logits
         assert max_diff(theirs, reference) <= TOL, name
-        # eager vs the default sdpa attention: float32 rounding only (2.4e-5 at most, on logits up to 35).
-        torch.testing.assert_close(reference, hm.logits(ids), rtol=TOL, atol=TOL)
+        # eager vs the default sdpa attention: float32 rounding only, which scales with the logits' size, not with
+        # each entry's (recipe-7 control: 1.3e-5 on a logit of 0.01, where the largest is about 27).
+        scale = float(reference.abs().max())
+        torch.testing.assert_close(reference, hm.logits(ids), rtol=TOL, atol=TOL * scale)
 
 
 @pytest.mark.parametrize("spec", ZOO_SPECS, ids=lambda s: s.name)
