@@ -92,10 +92,11 @@ def _wants_scan_backward(hidden_states, dt, A, B, C) -> bool:
 
 
 class _ScanWithBackward(torch.autograd.Function):
-    """The chunked scan with a hand-written backward: autograd through the position loop records ~6 small
-    operations per position and layer, and replays each, so a Jamba layer's backward cost 2-3 of its forwards on a
-    CPU. Here the backward runs one reverse recurrence for the state's gradient (two operations a position) and
-    computes every input's gradient from it per chunk, in whole-chunk tensor operations.
+    """The chunked scan with a hand-written backward: autograd through the position loop records several small
+    operations per position and layer and replays each. Here the backward runs one reverse recurrence for the
+    state's gradient (two operations a position) and computes every input's gradient from it per chunk, in
+    whole-chunk tensor operations (zoo Jamba, 8 x 32 tokens, one thread: forward + backward 1.75-1.78 plain
+    forwards against 1.89-2.18 through autograd, measured in the same runs).
 
     Forward: bitwise `_chunked_steps` + `_recur` (the same operations in the same order), keeping every state
     ([seq, batch, channel, state]: what autograd would keep for the loop's multiplications). Backward, with
