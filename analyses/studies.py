@@ -29,9 +29,9 @@ DEFAULT_PROFILE = "quick"
 QUICK_BUDGET_S = 600.0
 """Wall time the quick study of the whole zoo may take on ZOO_CORES cores (one model per worker process)."""
 ZOO_CORES = 2
-ZOO_MEASURED = ("shipped 6-model zoo, quick profile, `mechhybrid study` with one single-threaded worker per core: "
-                "709.0 s inside the analyses (OUT/timings.json), 443 s wall on 2 cores with loading and the "
-                "report (2026-12-02, session 7's machine, nothing else running)")
+ZOO_MEASURED = ("shipped 6-model zoo (recipe 7), quick profile, `mechhybrid study` with one single-threaded worker "
+                "per core: 692.3 s inside the analyses (OUT/timings.json), 415 s wall on 2 cores with loading and "
+                "the report (2026-12-02, session 8's machine, nothing else running)")
 """How every step's `zoo_seconds` was measured."""
 
 
@@ -63,7 +63,7 @@ class Step:
 STUDY: tuple[Step, ...] = (
     # Per model (s, session 7's machine): jamba 143.1, mamba2 98.5, parallel 82.3, gdn 79.8, griffin 46.6, transformer
     # 29.2.
-    Step(ablation.SPEC, zoo_seconds=479.5,
+    Step(ablation.SPEC, zoo_seconds=460.6,
          full={"limit": 2000, "seed": 42, "context_lengths": (128, 256, 512, 1024), "resilience_length": 2048,
                "budget_mb": 4096},
          protocol="Study A exp. 1-6, seed 42: up to 2,000 items per benchmark (one limit for all; Study A "
@@ -73,13 +73,13 @@ STUDY: tuple[Step, ...] = (
                   "--method skip (or all)"),
     # Per model (s, session 7's machine): parallel 12.8, jamba 12.5, gdn 11.3, transformer 9.0, griffin 6.3, mamba2
     # 1.9 (its sweep scores come from component_ablation's, so what it adds is the diagnostics, the MLP sweep, CKA).
-    Step(representation.SPEC, zoo_seconds=53.7,
+    Step(representation.SPEC, zoo_seconds=53.9,
          full={"limit": 2000, "seed": 42, "diag_length": 2048, "budget_mb": 4096},
          protocol="Study A exp. 7 at every position with the final norm, on 2,048-token WikiText windows; "
                   "behavioural drops on up to 2,000 items per benchmark, seed 42"),
     # Per model (s, session 7's machine): parallel 21.3, jamba 20.9, gdn 16.4, transformer 16.0, griffin 8.5, mamba2
     # 3.7.
-    Step(retrieval.SPEC, zoo_seconds=86.9,
+    Step(retrieval.SPEC, zoo_seconds=83.9,
          full={"lengths": (250, 655, 1060, 1465, 1870, 2275, 2680, 3085, 3490, 4096),
                "depths": tuple(round(i / 9, 4) for i in range(10)), "max_new_tokens": 40, "scorer": "substring",
                "phases": ("prefill", "generation", "all"), "head_phases": ("prefill", "generation", "all"),
@@ -91,26 +91,26 @@ STUDY: tuple[Step, ...] = (
                   "the haystack text file (Study B used Paul Graham's essays) in the config: haystack = \"...\""),
     # Per model (s, session 7's machine): mamba2 19.4, jamba 17.5, parallel 11.0, griffin 8.4, gdn 5.9, transformer
     # 1.7 (every site set, denoise, atp).
-    Step(patching.SPEC, zoo_seconds=63.8, full=patching.FULL,
+    Step(patching.SPEC, zoo_seconds=71.6, full=patching.FULL,
          protocol="causal tracing (Meng et al.) on clean / corrupted pairs: every zoo task, every site set "
                   "(residual stream, components, heads, recurrent states) at every position, denoise and noise, "
                   "95% intervals over pairs; atp, atp* and ig attribution against the exact sweep. Real models: "
                   "pairs_file = \"pairs.jsonl\""),
     # Per model (s, session 7's machine): mamba2 3.6, parallel 1.0, jamba 0.9, gdn 0.7 (griffin and the Transformer:
     # no lens).
-    Step(memory_lens.SPEC, zoo_seconds=6.2,
+    Step(memory_lens.SPEC, zoo_seconds=5.7,
          full={"lengths": (64, 128, 256, 512), "depths": tuple(round(i / 9, 4) for i in range(10)), "per_cell": 10},
          protocol="the recurrent memory read at the question token with the needle's key, value and the "
                   "question's own query, per layer and head, over a 4 x 10 length x depth grid, with the causal "
                   "write of another value (the zoo's language only)"),
     # Per model (s, session 7's machine): jamba 3.9, gdn 3.4, parallel 3.4, transformer 1.6, griffin 1.1 (mamba2: no
     # attention).
-    Step(gather_aggregate.SPEC, zoo_seconds=13.4,
+    Step(gather_aggregate.SPEC, zoo_seconds=11.6,
          full={"prompts": 100, "items": 500, "needle_lengths": (64, 128, 256, 512), "random_sets": 10, "top_n": 3},
          protocol="Gather-and-Aggregate heads (arXiv 2504.18574) scored on segmented prompts and confirmed by "
                   "ablation against as many random heads, on the zoo's needle, recall and multiple choice"),
     # Per model (s, session 7's machine): jamba 1.4, mamba2 1.1, gdn 0.9, parallel 0.9, griffin 0.6, transformer 0.4.
-    Step(circuits.SPEC, zoo_seconds=5.4,
+    Step(circuits.SPEC, zoo_seconds=5.1,
          full={"pairs": 64, "method": "eap-ig", "random_trials": 20},
          protocol="edge attribution (EAP-IG) between embedding, components, heads, recurrent states and logits, "
                   "verified by path patching along a curve of circuit sizes against random circuits"),
