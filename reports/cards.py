@@ -41,6 +41,7 @@ def _facts(card: dict) -> str:
         ("description", card.get("description")),
         ("training", f"{readable(card.get('steps'))} steps, {readable(card.get('tokens_trained'))} tokens, "
                      f"recipe version {recipe.get('version', 1)}, seed {recipe.get('seed')}"),
+        ("warm-up", _warmup(recipe)),
         ("stopping rule", _rule(recipe) if recipe else None),
         ("stopped", _stopped(card.get("stop"))),
         ("steps to retrieval", card.get("steps_to_retrieval")),
@@ -58,15 +59,32 @@ def _rule(recipe: dict) -> str:
     patience = recipe.get("stop_patience_steps")
     if patience is None:
         return f"a fixed budget of {readable(recipe.get('steps'))} steps"
+    reached = recipe.get("stop_after_probe")
+    begun = f", once it has reached {reached:g}" if _number(reached) and reached > 0 else ""  # a setting, as written
     return (f"stop once the needle probe has not improved by more than its standard error in {readable(patience)} "
-            f"steps, after at least {readable(recipe.get('min_steps'))} and at most {readable(recipe.get('steps'))} "
-            "steps")
+            f"steps{begun}, after at least {readable(recipe.get('min_steps'))} and at most "
+            f"{readable(recipe.get('steps'))} steps")
+
+
+def _warmup(recipe: dict) -> str | None:
+    """The induction warm-up (recipe 5 on): what its steps draw; None where the recipe has none."""
+    steps = recipe.get("induction_warmup_steps")
+    if not _number(steps) or steps <= 0:
+        return None
+    mix = recipe.get("warmup_mix")
+    if mix is None:
+        drawn = " draw the whole mix and"
+    elif isinstance(mix, list) and mix and all(isinstance(p, list) and p and isinstance(p[0], str) for p in mix):
+        drawn = f" draw {' and '.join(p[0] for p in mix)} documents only and"
+    else:
+        drawn = ""  # malformed: say only what is certain
+    return f"the first {readable(steps)} steps{drawn} weigh only the answers"
 
 
 def _stopped(stop) -> str | None:
     if not isinstance(stop, dict):
         return None
-    return f"at step {stop.get('step')}: {stop.get('reason')}"
+    return f"at step {readable(stop.get('step'))}: {stop.get('reason')}"
 
 
 def _scores(card: dict) -> str:

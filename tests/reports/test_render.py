@@ -227,9 +227,27 @@ def test_steps_to_retrieval_on_the_comparison_page(rendered_study):
            "never reached 0.9" in section
     assert "tiny-qwen2" not in section.split("</ul>")[0]  # no card, no line
     hybrid = (rendered_study / "models" / "zoo_gdn-hybrid.html").read_text(encoding="utf-8")
-    assert 'id="chart-card-probe"' in hybrid and "at step 1000: plateau" in hybrid
+    assert 'id="chart-card-probe"' in hybrid and "at step 1,000: plateau" in hybrid
     assert "stop once the needle probe" not in hybrid  # the fixture's recipe has no stopping rule
-    assert "a fixed budget of 5,000 steps" in hybrid
+    assert "a fixed budget of 5,000 steps" in hybrid and "warm-up" not in hybrid  # recipe 4 had none
+
+
+def test_card_states_the_warm_up_and_the_whole_stopping_rule():
+    """Recipe 7's warm-up and rule as the card records them; a malformed mix is left out, never fatal."""
+    from reports.cards import card_html
+
+    recipe = {"version": 7, "seed": 0, "steps": 8000, "induction_warmup_steps": 600, "warmup_mix": [["copy", 1.0]],
+              "stop_patience_steps": 2000, "min_steps": 3000, "stop_after_probe": 0.5}
+    card = {"description": "d", "recipe": recipe, "stop": {"step": 3000, "reason": "plateau"}}
+    html = card_html({"name": "zoo:x", "card": card})
+    assert "the first 600 steps draw copy documents only and weigh only the answers" in html
+    assert ("stop once the needle probe has not improved by more than its standard error in 2,000 steps, once it "
+            "has reached 0.5, after at least 3,000 and at most 8,000 steps") in html
+    assert "at step 3,000: plateau" in html
+    html = card_html({"name": "zoo:x", "card": dict(card, recipe=dict(recipe, warmup_mix=None))})
+    assert "the first 600 steps draw the whole mix and weigh only the answers" in html
+    html = card_html({"name": "zoo:x", "card": dict(card, recipe=dict(recipe, warmup_mix="<b>copy</b>"))})
+    assert "the first 600 steps weigh only the answers" in html and "<b>" not in html
 
 
 def _pages(root: Path) -> list[Path]:
