@@ -61,8 +61,8 @@ class Step:
 
 
 STUDY: tuple[Step, ...] = (
-    # Per model (s, session 7's machine): jamba 143.1, mamba2 98.5, parallel 82.3, gdn 79.8, griffin 46.6, transformer
-    # 29.2.
+    # Per model (wall s, session 8's machine, recipe-7 zoo): jamba 144.7, mamba2 86.3, gdn 75.0, parallel 74.9,
+    # griffin 52.9, transformer 26.7.
     Step(ablation.SPEC, zoo_seconds=460.6,
          full={"limit": 2000, "seed": 42, "context_lengths": (128, 256, 512, 1024), "resilience_length": 2048,
                "budget_mb": 4096},
@@ -71,14 +71,15 @@ STUDY: tuple[Step, ...] = (
                   "tokens for perplexity and resilience, context stress at 128-1,024 tokens, a quarter and three "
                   "quarters of the layers removed in 5 trials each. Study A ablated Qwen3.5 by `skip`: add "
                   "--method skip (or all)"),
-    # Per model (s, session 7's machine): parallel 12.8, jamba 12.5, gdn 11.3, transformer 9.0, griffin 6.3, mamba2
-    # 1.9 (its sweep scores come from component_ablation's, so what it adds is the diagnostics, the MLP sweep, CKA).
+    # Per model (wall s, session 8's machine, recipe-7 zoo): jamba 14.0, gdn 12.2, parallel 11.9, transformer 7.6,
+    # griffin 6.3, mamba2 1.9 (its sweep scores come from component_ablation's, so what it adds is the diagnostics,
+    # the MLP sweep, CKA).
     Step(representation.SPEC, zoo_seconds=53.9,
          full={"limit": 2000, "seed": 42, "diag_length": 2048, "budget_mb": 4096},
          protocol="Study A exp. 7 at every position with the final norm, on 2,048-token WikiText windows; "
                   "behavioural drops on up to 2,000 items per benchmark, seed 42"),
-    # Per model (s, session 7's machine): parallel 21.3, jamba 20.9, gdn 16.4, transformer 16.0, griffin 8.5, mamba2
-    # 3.7.
+    # Per model (wall s, session 8's machine, recipe-7 zoo): parallel 20.9, jamba 20.2, gdn 16.1, transformer 14.7,
+    # griffin 8.3, mamba2 3.6.
     Step(retrieval.SPEC, zoo_seconds=83.9,
          full={"lengths": (250, 655, 1060, 1465, 1870, 2275, 2680, 3085, 3490, 4096),
                "depths": tuple(round(i / 9, 4) for i in range(10)), "max_new_tokens": 40, "scorer": "substring",
@@ -89,27 +90,28 @@ STUDY: tuple[Step, ...] = (
                   "generated tokens, substring credit; attention and every other mixer kind zeroed in prefill, "
                   "generation or both, heads kept per layer for k = 0..heads, the needle hidden or focused. Give "
                   "the haystack text file (Study B used Paul Graham's essays) in the config: haystack = \"...\""),
-    # Per model (s, session 7's machine): mamba2 19.4, jamba 17.5, parallel 11.0, griffin 8.4, gdn 5.9, transformer
-    # 1.7 (every site set, denoise, atp).
+    # Per model (wall s, session 8's machine, recipe-7 zoo): jamba 22.4, mamba2 18.2, parallel 11.3, griffin 9.6, gdn
+    # 6.7, transformer 3.4 (every site set, denoise, atp).
     Step(patching.SPEC, zoo_seconds=71.6, full=patching.FULL,
          protocol="causal tracing (Meng et al.) on clean / corrupted pairs: every zoo task, every site set "
                   "(residual stream, components, heads, recurrent states) at every position, denoise and noise, "
                   "95% intervals over pairs; atp, atp* and ig attribution against the exact sweep. Real models: "
                   "pairs_file = \"pairs.jsonl\""),
-    # Per model (s, session 7's machine): mamba2 3.6, parallel 1.0, jamba 0.9, gdn 0.7 (griffin and the Transformer:
-    # no lens).
+    # Per model (wall s, session 8's machine, recipe-7 zoo): mamba2 3.2, jamba 0.9, parallel 0.8, gdn 0.8 (griffin and
+    # the Transformer: no lens).
     Step(memory_lens.SPEC, zoo_seconds=5.7,
          full={"lengths": (64, 128, 256, 512), "depths": tuple(round(i / 9, 4) for i in range(10)), "per_cell": 10},
          protocol="the recurrent memory read at the question token with the needle's key, value and the "
                   "question's own query, per layer and head, over a 4 x 10 length x depth grid, with the causal "
                   "write of another value (the zoo's language only)"),
-    # Per model (s, session 7's machine): jamba 3.9, gdn 3.4, parallel 3.4, transformer 1.6, griffin 1.1 (mamba2: no
-    # attention).
+    # Per model (wall s, session 8's machine, recipe-7 zoo): jamba 3.0, parallel 2.9, gdn 2.8, transformer 1.5,
+    # griffin 1.4 (mamba2: no attention).
     Step(gather_aggregate.SPEC, zoo_seconds=11.6,
          full={"prompts": 100, "items": 500, "needle_lengths": (64, 128, 256, 512), "random_sets": 10, "top_n": 3},
          protocol="Gather-and-Aggregate heads (arXiv 2504.18574) scored on segmented prompts and confirmed by "
                   "ablation against as many random heads, on the zoo's needle, recall and multiple choice"),
-    # Per model (s, session 7's machine): jamba 1.4, mamba2 1.1, gdn 0.9, parallel 0.9, griffin 0.6, transformer 0.4.
+    # Per model (wall s, session 8's machine, recipe-7 zoo): jamba 1.3, mamba2 1.1, gdn 0.9, parallel 0.8, griffin
+    # 0.6, transformer 0.4.
     Step(circuits.SPEC, zoo_seconds=5.1,
          full={"pairs": 64, "method": "eap-ig", "random_trials": 20},
          protocol="edge attribution (EAP-IG) between embedding, components, heads, recurrent states and logits, "
