@@ -142,12 +142,13 @@ class _ScanWithBackward(torch.autograd.Function):
             # Batched matmuls over (position, batch) in the tensors' own layout: einsum would permute copies.
             grad_C[:, span] = torch.matmul(gy[:, :, None, :], h)[:, :, 0].transpose(0, 1)
             grad_exponent = grads * h_prev * decay
-            grad_A += (grad_exponent * dt_s[..., None]).sum((0, 1))
+            if ctx.needs_input_grad[2]:  # A: not with frozen weights (edge attribution), which skips a pass
+                grad_A += (grad_exponent * dt_s[..., None]).sum((0, 1))
             grad_drive_b = torch.matmul(grads, b_s[..., None])[..., 0]  # [n, batch, channel]
             grad_dt[:, :, span] = ((grad_exponent * A).sum(-1) + x_s * grad_drive_b).permute(1, 2, 0)
             grad_x[:, :, span] = (dt_s * grad_drive_b).permute(1, 2, 0)
             grad_B[:, span] = torch.matmul((dt_s * x_s)[:, :, None, :], grads)[:, :, 0].transpose(0, 1)
-        return grad_x, grad_dt, grad_A, grad_B, grad_C, None
+        return grad_x, grad_dt, grad_A if ctx.needs_input_grad[2] else None, grad_B, grad_C, None
 
 
 def _whole_sequence_steps(hidden_states, dt, A, B, C):

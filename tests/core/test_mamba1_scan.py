@@ -210,3 +210,20 @@ def test_analysis_backward_is_the_one_taken_with_grad_only(monkeypatch):
     selective_scan(**{**x, "dt": x["dt"].requires_grad_(True)}, chunk_len=16)
     selective_scan(**{**x, "dt": x["dt"].requires_grad_(True)}, chunk_len=None)  # training keeps autograd's loop
     assert calls == [16]
+
+
+def test_analysis_backward_with_a_frozen_A(reference_scan):
+    """Edge attribution freezes the weights: A (from A_log) needs no gradient and gets none; the rest still equal
+    autograd's."""
+    x = _inputs(batch=2, channels=8, state=4, seq=21)
+
+    def grads(chunk_len):
+        leaves = {k: x[k].detach().clone().requires_grad_(True) for k in ("hidden_states", "dt", "B", "C")}
+        out, last = selective_scan(**{**x, **leaves}, chunk_len=chunk_len)
+        (out.square().sum() + last.sum()).backward()
+        return {k: v.grad for k, v in leaves.items()}
+
+    ours, reference = grads(4), grads(None)
+    for name in reference:
+        torch.testing.assert_close(ours[name], reference[name], rtol=1e-5, atol=1e-5, msg=name)
+    assert not x["A"].requires_grad
