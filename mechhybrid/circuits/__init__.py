@@ -20,6 +20,6 @@ from mechhybrid.circuits.wiring import EMBED, LOGITS, Receiver, Sender, Wiring, 
 
 __all__ = [
     "ABLATIONS", "EDGE_METHODS", "EMBED", "LOGITS", "NO_POSITION", "EdgeScores", "Faithfulness", "Receiver",
-    "Sender", "StateNode", "Wiring", "circuit_graph", "discover", "edge_scores", "faithfulness", "graph_counts", "prune", "random_keeps",
-    "ranked_edges", "state_nodes", "state_positions",
+    "Sender", "StateNode", "Wiring", "circuit_graph", "discover", "edge_scores", "faithfulness", "graph_counts",
+    "prune", "random_keeps", "ranked_edges", "state_nodes", "state_positions",
 ]

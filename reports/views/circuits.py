@@ -128,7 +128,8 @@ def _curve_chart(top: list[dict], random: list[dict]):
 
 def summary(result: dict) -> dict:
     """metric -> its summary record (condition `circuit`) with the row's coordinates (`k`: the circuit's edges)."""
-    return {row["metric"]: {**row["coords"], **record} for row, record in _rows(result) if row["condition"] == "circuit"}
+    return {row["metric"]: {**row["coords"], **record} for row, record in _rows(result)
+            if row["condition"] == "circuit"}
 
 
 def circuit_findings(result: dict) -> list[str]:

@@ -157,23 +157,30 @@ def test_training_patch_is_scoped_to_jamba_and_undone_on_error(reference_scan):
     assert modeling_jamba.mamba_selective_scan is reference_scan
 
 
-def _grads_of_inputs(x, chunk_len, weights):
-    """Gradients of a weighted sum of the scan's outputs and last state w.r.t. every tensor input."""
-    leaves = {k: v.detach().clone().requires_grad_(True) for k, v in x.items() if torch.is_tensor(v)}
+def _grads_of_inputs(x, chunk_len, weights, names=None):
+    """Gradients of a weighted sum of the scan's outputs and last state w.r.t. the tensor inputs `names` (None:
+    every one; the others need none)."""
+    leaves = {k: v.detach().clone().requires_grad_(True) for k, v in x.items()
+              if torch.is_tensor(v) and (names is None or k in names)}
     out, last = selective_scan(**{**x, **leaves}, chunk_len=chunk_len)
     ((out * weights[0]).sum() + (last * weights[1]).sum()).backward()
     return out.detach(), last.detach(), {k: v.grad for k, v in leaves.items()}
 
 
-@pytest.mark.parametrize("shape", [dict(), dict(batch=3, channels=16, state=16, seq=70), dict(batch=1, channels=3, state=5, seq=1)])
+def _weights(x):
+    """Seeded weights for the scan's outputs `[batch, channel, seq]` and last state `[batch, channel, state]`."""
+    g = torch.Generator().manual_seed(1)
+    return (torch.randn(x["z"].shape, generator=g), torch.randn(x["z"].shape[0], *x["A"].shape, generator=g))
+
+
+@pytest.mark.parametrize("shape", [dict(), dict(batch=3, channels=16, state=16, seq=70),
+                                   dict(batch=1, channels=3, state=5, seq=1)])
 @pytest.mark.parametrize("chunk_len", [1, 5, 16])
 def test_analysis_backward_equals_autograd_through_the_reference_loop(reference_scan, shape, chunk_len):
     """The hand-written backward (chunked scan, grad on) against autograd through the unchunked loop; its forward
     stays bitwise the reference's."""
     x = _inputs(**shape)
-    g = torch.Generator().manual_seed(1)
-    out_shape, last_shape = x["z"].shape, (x["A"].shape[0], x["A"].shape[1])
-    weights = (torch.randn(out_shape, generator=g), torch.randn(x["z"].shape[0], *last_shape, generator=g))
+    weights = _weights(x)
     ref_out, ref_last, ref_grads = _grads_of_inputs(x, None, weights)
     with torch.no_grad():
         assert torch.equal(ref_out, reference_scan(**x)[0])
@@ -216,14 +223,10 @@ def test_analysis_backward_with_a_frozen_A(reference_scan):
     """Edge attribution freezes the weights: A (from A_log) needs no gradient and gets none; the rest still equal
     autograd's."""
     x = _inputs(batch=2, channels=8, state=4, seq=21)
-
-    def grads(chunk_len):
-        leaves = {k: x[k].detach().clone().requires_grad_(True) for k in ("hidden_states", "dt", "B", "C")}
-        out, last = selective_scan(**{**x, **leaves}, chunk_len=chunk_len)
-        (out.square().sum() + last.sum()).backward()
-        return {k: v.grad for k, v in leaves.items()}
-
-    ours, reference = grads(4), grads(None)
+    names = ("hidden_states", "dt", "B", "C")
+    *_, ours = _grads_of_inputs(x, 4, _weights(x), names)
+    *_, reference = _grads_of_inputs(x, None, _weights(x), names)
+    assert ours.keys() == reference.keys() == set(names)
     for name in reference:
         torch.testing.assert_close(ours[name], reference[name], rtol=1e-5, atol=1e-5, msg=name)
     assert not x["A"].requires_grad
